@@ -1,0 +1,53 @@
+// pinata: the command-line interface. One file per subcommand; they talk to pinatad over
+// $PINATA_HOME/pinatad.sock.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cli/client.h"
+
+namespace {
+
+void print_help() {
+  std::printf(
+      "usage: pinata COMMAND [OPTIONS]\n\n"
+      "Runs Docker in a lightweight VM; the docker CLI talks to it through\n"
+      "$PINATA_HOME/docker.sock (PINATA_HOME defaults to ~/.pinata).\n\n"
+      "Commands:\n"
+      "  start [--timeout S] [--memory GiB] [--cpus N]\n"
+      "                  start the VM (if needed) and wait until Docker responds\n"
+      "  stop [--timeout S]\n"
+      "                  shut the guest down cleanly (killed after S seconds, default 30)\n"
+      "  status          whether pinata is running (exit 3 when it is not)\n"
+      "  logs [-f] [--console]\n"
+      "                  pinatad's log, or everything the serial console printed\n"
+      "  console         attach to the VM's serial console (Ctrl-] detaches)\n"
+      "  help            this text\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  if (argc < 2) {
+    print_help();
+    return pinata::cli::kExitUsage;
+  }
+  std::string cmd = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  pinata::Paths paths = pinata::Paths::from_env();
+  using namespace pinata::cli;
+  if (cmd == "start") return cmd_start(paths, args);
+  if (cmd == "stop") return cmd_stop(paths, args);
+  if (cmd == "status") return cmd_status(paths, args);
+  if (cmd == "logs") return cmd_logs(paths, args);
+  if (cmd == "console") return cmd_console(paths, args);
+  if (cmd == "help" || cmd == "--help" || cmd == "-h") {
+    print_help();
+    return kExitOk;
+  }
+  return usage_error("unknown command '" + cmd + "'");
+}

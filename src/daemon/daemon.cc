@@ -1,0 +1,457 @@
+#include "daemon/daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "base/io.h"
+#include "base/log.h"
+#include "base/splice_proxy.h"
+#include "daemon/guest_image.h"
+#include "daemon/qmp.h"
+#include "daemon/settings.h"
+#include "daemon/vm_builder.h"
+
+extern char** environ;
+
+namespace pinata {
+namespace {
+
+constexpr auto kPingInterval = std::chrono::milliseconds(500);
+constexpr auto kHealthInterval = std::chrono::seconds(10);
+constexpr const char* kDiskSize = "64G";
+
+// Runs a command, returning its exit status (stdout/stderr inherited).
+Result<int> run_command(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  int rc = ::posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ);
+  if (rc != 0) return fail(Error::from_errno("cannot run " + argv[0], rc));
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return fail_errno("waitpid");
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+}  // namespace
+
+const char* vm_state_name(VmState s) {
+  switch (s) {
+    case VmState::kStarting: return "starting";
+    case VmState::kRunning: return "running";
+    case VmState::kStopping: return "stopping";
+    case VmState::kStopped: return "stopped";
+    case VmState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+Daemon::Daemon(Paths paths) : paths_(std::move(paths)), ring_(paths_.console_ring) {}
+
+Daemon::~Daemon() = default;
+
+Status Daemon::acquire_lock() {
+  lock_fd_.reset(::open(paths_.lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock_fd_) return fail_errno("cannot open " + paths_.lock_file);
+  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return fail(ErrorKind::kAlreadyExists, "pinatad is already running for " + paths_.home);
+    }
+    return fail_errno("flock " + paths_.lock_file);
+  }
+  // Whatever pid file is there is stale: the lock proves no pinatad owns this home.
+  auto old = read_file(paths_.pid_file, 64);
+  if (old) log::warn("removing stale pid file %s (pid %s)", paths_.pid_file.c_str(), old->c_str());
+  TRY(write_file_atomic(paths_.pid_file, std::to_string(getpid()), 0644));
+  return {};
+}
+
+Status Daemon::ensure_disk() {
+  if (::access(paths_.disk.c_str(), F_OK) == 0) return {};
+  log::info("creating %s (%s, qcow2)", paths_.disk.c_str(), kDiskSize);
+  TRY_ASSIGN(int rc, run_command({"qemu-img", "create", "-q", "-f", "qcow2", paths_.disk,
+                                  kDiskSize}));
+  if (rc != 0) {
+    ::unlink(paths_.disk.c_str());
+    return fail(ErrorKind::kIo, "qemu-img create " + paths_.disk + " failed (exit " +
+                                    std::to_string(rc) + ")");
+  }
+  ::chmod(paths_.disk.c_str(), 0600);
+  return {};
+}
+
+Status Daemon::prepare() {
+  started_at_ = std::chrono::steady_clock::now();
+  TRY(ensure_home_writable(paths_));
+  TRY(acquire_lock());
+  TRY_ASSIGN(VmSettings settings, load_settings(paths_.settings));
+  auto image = verify_guest_image(paths_.guest_dir);
+  if (!image) return fail(image.error());
+  log::info("guest image %s verified", paths_.guest_dir.c_str());
+  const char* forced = std::getenv("PINATA_ACCEL");
+  accel_ = choose_accel(forced ? forced : "");
+  log::info("%s", accel_.reason.c_str());
+  TRY(ensure_disk());
+  TRY_ASSIGN(std::string token, make_token());
+  TRY(write_file_atomic(paths_.token, token, 0600));
+  TRY_ASSIGN(int port, pick_free_port());
+  guest_ = std::make_unique<GuestLink>(port, token);
+
+  VmConfig config;
+  config.accel = accel_.accel;
+  config.memory_mib = settings.memory_gib * 1024;
+  config.ncpu = settings.ncpu;
+  config.kernel = image->kernel;
+  config.initrd = image->initrd;
+  config.root_image = image->root;
+  config.data_disk = paths_.disk;
+  config.qmp_socket = paths_.qmp_sock;
+  config.token_file = paths_.token;
+  config.api_host_port = port;
+  config.tsc_khz = host_tsc_khz();
+  argv_ = QemuBuilder(config).argv();
+  TRY(write_file_atomic(paths_.vm_args, shell_join(argv_) + "\n", 0600));
+  log::info("VM: %d MiB, %d CPUs, accel %s; command line in %s", config.memory_mib, config.ncpu,
+            accel_name(accel_.accel), paths_.vm_args.c_str());
+  TRY(ring_.open());
+  TRY_ASSIGN(control_fd_, unix_listen(paths_.control_sock, 0600));
+  return {};
+}
+
+Status Daemon::spawn_hypervisor() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return fail_errno("socketpair");
+  console_fd_.reset(sv[0]);
+  std::vector<char*> args;
+  for (const auto& a : argv_) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t parent = getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) return fail_errno("fork");
+  if (pid == 0) {
+    // The hypervisor dies with pinatad, whatever kills pinatad.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::dup2(sv[1], 0);
+    ::dup2(sv[1], 1);
+    // stderr stays pinatad's log.
+    ::execvp(args[0], args.data());
+    dprintf(2, "cannot run %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+  ::close(sv[1]);
+  qemu_pid_ = pid;
+  log::info("hypervisor started (pid %d)", pid);
+  return {};
+}
+
+void Daemon::set_state(VmState s, const std::string& reason) {
+  std::lock_guard lock(mutex_);
+  state_ = s;
+  if (!reason.empty()) failure_ = reason;
+  changed_.notify_all();
+}
+
+void Daemon::console_loop() {
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(console_fd_.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    std::string_view data(buf, static_cast<size_t>(n));
+    auto st = ring_.append(data);
+    if (!st) log::warn("console ring: %s", st.error().message().c_str());
+    std::lock_guard lock(mutex_);
+    for (auto it = console_clients_.begin(); it != console_clients_.end();) {
+      ssize_t w = ::send(*it, buf, static_cast<size_t>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (w != n) {
+        // A client that can't keep up (or is gone) is detached rather than stalling the VM.
+        ::shutdown(*it, SHUT_RDWR);
+        it = console_clients_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+void Daemon::health_loop() {
+  bool docker_listening = false;
+  int failures = 0;
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (state_ != VmState::kStarting && state_ != VmState::kRunning) return;
+    }
+    auto ok = guest_->ping_docker(std::chrono::seconds(5));
+    bool responding = ok && *ok;
+    std::unique_lock lock(mutex_);
+    if (state_ != VmState::kStarting && state_ != VmState::kRunning) return;
+    if (responding) {
+      failures = 0;
+      if (!docker_responding_) log::info("Docker is responding");
+      docker_responding_ = true;
+      if (state_ == VmState::kStarting) {
+        auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_);
+        log::info("ready: Docker responded %.1f s after start", secs.count());
+        state_ = VmState::kRunning;
+        changed_.notify_all();
+      }
+      if (!docker_listening) {
+        auto fd = unix_listen(paths_.docker_sock, 0600);
+        if (!fd) {
+          log::error("cannot serve %s: %s", paths_.docker_sock.c_str(),
+                     fd.error().message().c_str());
+        } else {
+          docker_fd_ = std::move(*fd);
+          std::thread([this] { docker_loop(); }).detach();
+          log::info("serving the Docker API on %s", paths_.docker_sock.c_str());
+        }
+        docker_listening = true;
+      }
+      changed_.wait_for(lock, kHealthInterval);
+    } else if (state_ == VmState::kStarting) {
+      log::info("Docker is not responding: waiting 0.5s");
+      changed_.wait_for(lock, kPingInterval);
+    } else {
+      if (++failures == 3 && docker_responding_) {
+        docker_responding_ = false;
+        log::warn("Docker is not responding");
+      }
+      changed_.wait_for(lock, docker_responding_ ? kHealthInterval : kPingInterval);
+    }
+  }
+}
+
+void Daemon::docker_loop() {
+  for (;;) {
+    int c = ::accept4(docker_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) {
+        if (errno == EMFILE || errno == ENFILE) std::this_thread::sleep_for(kPingInterval);
+        continue;
+      }
+      return;  // the listener was shut down
+    }
+    std::thread([this, client = UniqueFd(c)]() mutable {
+      auto guest = guest_->connect_docker();
+      if (!guest) {
+        log::warn("docker.sock: cannot reach the guest: %s", guest.error().message().c_str());
+        return;
+      }
+      proxy_streams(std::move(client), std::move(*guest));
+    }).detach();
+  }
+}
+
+std::string Daemon::status_line() {
+  std::lock_guard lock(mutex_);
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
+      std::chrono::steady_clock::now() - started_at_);
+  return std::string("state=") + vm_state_name(state_) + " pid=" + std::to_string(getpid()) +
+         " hypervisor_pid=" + std::to_string(qemu_pid_) + " accel=" + accel_name(accel_.accel) +
+         " docker=" + (docker_responding_ ? "responding" : "not-responding") +
+         " uptime=" + std::to_string(uptime.count()) + "s";
+}
+
+void Daemon::handle_control(UniqueFd client) {
+  ::fcntl(client.get(), F_SETFL, 0);
+  struct timeval tv = {10, 0};
+  ::setsockopt(client.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  auto line = read_line(client.get(), 256);
+  if (!line) return;
+  tv = {0, 0};
+  ::setsockopt(client.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string cmd = *line, arg;
+  if (size_t sp = cmd.find(' '); sp != std::string::npos) {
+    arg = cmd.substr(sp + 1);
+    cmd.resize(sp);
+  }
+  auto reply = [&](const std::string& text) { (void)write_all(client.get(), text); };
+  if (cmd == "status") {
+    reply(status_line() + "\n");
+  } else if (cmd == "wait") {
+    int timeout_s = std::max(1, std::atoi(arg.c_str()));
+    reply("accel " + accel_.reason + "\n");
+    std::unique_lock lock(mutex_);
+    bool done = changed_.wait_for(lock, std::chrono::seconds(timeout_s),
+                                  [&] { return state_ != VmState::kStarting; });
+    VmState s = state_;
+    std::string why = failure_;
+    lock.unlock();
+    if (!done) {
+      reply("timeout\n");
+    } else if (s == VmState::kRunning) {
+      reply("ready\n");
+    } else {
+      reply("failed " + (why.empty() ? std::string("the VM is ") + vm_state_name(s) : why) + "\n");
+    }
+  } else if (cmd == "tail") {
+    int n = std::clamp(std::atoi(arg.c_str()), 1, 200);
+    reply(ring_.last_lines(static_cast<size_t>(n)) + "\n");
+  } else if (cmd == "stop") {
+    int timeout_s = arg.empty() ? 30 : std::max(1, std::atoi(arg.c_str()));
+    reply("stopping\n");
+    stop(timeout_s);
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return state_ == VmState::kStopped || state_ == VmState::kFailed; });
+    bool killed = killed_;
+    lock.unlock();
+    reply(killed ? "stopped killed\n" : "stopped clean\n");
+  } else if (cmd == "console") {
+    reply("ok\n");
+    int fd = client.get();
+    {
+      std::lock_guard lock(mutex_);
+      console_clients_.push_back(fd);
+    }
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      if (!write_all(console_fd_.get(), std::string_view(buf, static_cast<size_t>(n)))) break;
+    }
+    std::lock_guard lock(mutex_);
+    std::erase(console_clients_, fd);
+  } else {
+    reply("error unknown command '" + cmd + "'\n");
+  }
+}
+
+void Daemon::control_loop() {
+  for (;;) {
+    int c = ::accept4(control_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        std::this_thread::sleep_for(kPingInterval);
+        continue;
+      }
+      return;
+    }
+    std::thread([this, client = UniqueFd(c)]() mutable { handle_control(std::move(client)); })
+        .detach();
+  }
+}
+
+void Daemon::stop(int timeout_s) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stop_requested_ || qemu_exited_) return;
+    stop_requested_ = true;
+    state_ = VmState::kStopping;
+    changed_.notify_all();
+  }
+  log::info("stopping: asking the guest to shut down (timeout %d s)", timeout_s);
+  auto asked = guest_->request_shutdown(std::chrono::seconds(5));
+  if (!asked) {
+    log::warn("guest did not take the shutdown request (%s); sending an ACPI power-down",
+              asked.error().message().c_str());
+    auto acpi = qmp_execute(paths_.qmp_sock, "system_powerdown");
+    if (!acpi) log::warn("ACPI power-down failed: %s", acpi.error().message().c_str());
+  }
+  std::unique_lock lock(mutex_);
+  bool exited = changed_.wait_for(lock, std::chrono::seconds(timeout_s),
+                                  [&] { return qemu_exited_.load(); });
+  if (!exited) {
+    log::warn("guest did not shut down within %d s: killing the hypervisor", timeout_s);
+    killed_ = true;
+    ::kill(qemu_pid_, SIGKILL);
+  }
+}
+
+void Daemon::signal_loop() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  for (;;) {
+    int sig = 0;
+    if (::sigwait(&set, &sig) != 0) continue;
+    log::info("received %s", strsignal(sig));
+    std::thread([this] { stop(30); }).detach();
+  }
+}
+
+void Daemon::cleanup_files() {
+  ::unlink(paths_.docker_sock.c_str());
+  ::unlink(paths_.control_sock.c_str());
+  ::unlink(paths_.qmp_sock.c_str());
+  ::unlink(paths_.pid_file.c_str());
+}
+
+int Daemon::run() {
+  auto spawned = spawn_hypervisor();
+  if (!spawned) {
+    log::error("%s", spawned.error().message().c_str());
+    set_state(VmState::kFailed, spawned.error().message());
+    cleanup_files();
+    return 1;
+  }
+  std::thread([this] { console_loop(); }).detach();
+  std::thread([this] { health_loop(); }).detach();
+  std::thread([this] { control_loop(); }).detach();
+  std::thread([this] { signal_loop(); }).detach();
+
+  int status = 0;
+  while (::waitpid(qemu_pid_, &status, 0) < 0) {
+    if (errno != EINTR) break;
+  }
+  ::shutdown(docker_fd_.get(), SHUT_RDWR);
+  std::string how = describe_exit(status);
+  bool requested;
+  VmState previous;
+  {
+    std::lock_guard lock(mutex_);
+    requested = stop_requested_;
+    previous = state_;
+    qemu_exited_ = true;
+  }
+  int code = 0;
+  if (requested) {
+    log::info("VM stopped (%s)%s", how.c_str(), killed_ ? " after a forced kill" : "");
+    set_state(VmState::kStopped);
+  } else if (previous == VmState::kStarting) {
+    std::string why = "the VM exited before Docker responded (" + how + ")";
+    log::error("%s", why.c_str());
+    set_state(VmState::kFailed, why);
+    code = 1;
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    log::info("the guest powered off");
+    set_state(VmState::kStopped);
+  } else {
+    std::string why = "the hypervisor exited unexpectedly (" + how + ")";
+    log::error("%s", why.c_str());
+    set_state(VmState::kFailed, why);
+    code = 1;
+  }
+  cleanup_files();
+  // Give control clients waiting on the state a moment to send their last line.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  return code;
+}
+
+}  // namespace pinata

@@ -1,0 +1,80 @@
+// pinatad: owns one VM. Starts the hypervisor, supervises it, watches Docker's health, serves
+// ~/.pinata/docker.sock and the control socket that the `pinata` CLI talks to.
+//
+// Threads: main (waits for the hypervisor to exit), signals, console reader, health check,
+// control accept loop (a thread per control client), docker.sock accept loop (a thread per
+// Docker connection, see base/splice_proxy.h).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "daemon/console_ring.h"
+#include "daemon/guest_link.h"
+#include "daemon/kvm_probe.h"
+#include "daemon/paths.h"
+
+namespace pinata {
+
+enum class VmState { kStarting, kRunning, kStopping, kStopped, kFailed };
+const char* vm_state_name(VmState s);
+
+class Daemon {
+ public:
+  explicit Daemon(Paths paths);
+  ~Daemon();
+
+  // Everything that can fail before the VM starts: lock, settings, guest image, disk,
+  // accelerator. The error is what `pinata start` prints.
+  Status prepare();
+  // Starts the VM and serves until it has stopped. Returns the process exit code.
+  int run();
+
+ private:
+  Status acquire_lock();
+  Status ensure_disk();
+  Status spawn_hypervisor();
+  void console_loop();
+  void health_loop();
+  void control_loop();
+  void handle_control(UniqueFd client);
+  void docker_loop();
+  void signal_loop();
+  // Guest shutdown first, SIGKILL after `timeout_s`. Safe to call more than once.
+  void stop(int timeout_s);
+  void set_state(VmState s, const std::string& reason = "");
+  std::string status_line();
+  void cleanup_files();
+
+  Paths paths_;
+  UniqueFd lock_fd_;
+  UniqueFd control_fd_;
+  UniqueFd docker_fd_;
+  UniqueFd console_fd_;  // our end of QEMU's stdio (the serial console)
+  ConsoleRing ring_;
+  std::unique_ptr<GuestLink> guest_;
+  AccelChoice accel_;
+  std::vector<std::string> argv_;
+  pid_t qemu_pid_ = -1;
+  std::atomic<bool> qemu_exited_{false};
+  std::chrono::steady_clock::time_point started_at_;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  VmState state_ = VmState::kStarting;
+  std::string failure_;
+  bool docker_responding_ = false;
+  bool stop_requested_ = false;
+  bool killed_ = false;
+  std::vector<int> console_clients_;  // guarded by mutex_
+};
+
+}  // namespace pinata

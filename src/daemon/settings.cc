@@ -1,0 +1,98 @@
+#include "daemon/settings.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <sstream>
+
+#include "base/io.h"
+
+namespace pinata {
+namespace {
+
+std::string trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+Result<int> parse_int(const std::string& key, const std::string& value, int lo, int hi) {
+  int v = 0;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (value.empty() || ec != std::errc() || ptr != value.data() + value.size() || v < lo ||
+      v > hi) {
+    return fail(ErrorKind::kInvalidInput, "invalid " + key + " '" + value +
+                                              "': expected an integer from " + std::to_string(lo) +
+                                              " to " + std::to_string(hi));
+  }
+  return v;
+}
+
+}  // namespace
+
+Result<VmSettings> apply_setting(VmSettings s, const std::string& key, const std::string& value,
+                                 int host_cpus, int host_memory_gib) {
+  if (key == "memory") {
+    TRY_ASSIGN(s.memory_gib, parse_int("memory (GiB)", value, 1, std::max(1, host_memory_gib)));
+  } else if (key == "ncpu") {
+    TRY_ASSIGN(s.ncpu, parse_int("ncpu", value, 1, std::max(1, host_cpus)));
+  } else {
+    return fail(ErrorKind::kInvalidInput,
+                "unknown setting '" + key + "': known settings are memory, ncpu");
+  }
+  return s;
+}
+
+Result<VmSettings> parse_settings(const std::string& text, int host_cpus, int host_memory_gib) {
+  VmSettings s;
+  std::istringstream in(text);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    lineno++;
+    line = trim(line);
+    if (line.empty() || line[0] == '#') continue;
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) {
+      return fail(ErrorKind::kInvalidInput,
+                  "line " + std::to_string(lineno) + ": expected key=value, got '" + line + "'");
+    }
+    auto next = apply_setting(s, trim(line.substr(0, eq)), trim(line.substr(eq + 1)), host_cpus,
+                              host_memory_gib);
+    if (!next) return fail(next.error().context("line " + std::to_string(lineno)));
+    s = *next;
+  }
+  return s;
+}
+
+std::string format_settings(const VmSettings& s) {
+  return "memory=" + std::to_string(s.memory_gib) + "\nncpu=" + std::to_string(s.ncpu) + "\n";
+}
+
+Result<VmSettings> load_settings(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return VmSettings{};
+    return fail_errno(path);
+  }
+  TRY_ASSIGN(auto text, read_file(path, 1 << 20));
+  auto s = parse_settings(text, host_cpu_count(), host_memory_gib());
+  if (!s) return fail(s.error().context(path));
+  return s;
+}
+
+int host_cpu_count() {
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+int host_memory_gib() {
+  long pages = ::sysconf(_SC_PHYS_PAGES);
+  long page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return 1;
+  return static_cast<int>((static_cast<long long>(pages) * page) >> 30);
+}
+
+}  // namespace pinata

@@ -1,0 +1,32 @@
+// VM settings (memory, CPUs) kept as key=value lines in $PINATA_HOME/settings until the
+// configuration database takes them over.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "base/result.h"
+
+namespace pinata {
+
+struct VmSettings {
+  int memory_gib = 2;
+  int ncpu = 2;
+};
+
+// Parses "key=value" lines ('#' comments, blank lines allowed). Unknown keys and bad values
+// are errors that say what would be accepted.
+Result<VmSettings> parse_settings(const std::string& text, int host_cpus, int host_memory_gib);
+std::string format_settings(const VmSettings& s);
+
+// Validates one setting, returning the updated settings.
+Result<VmSettings> apply_setting(VmSettings s, const std::string& key, const std::string& value,
+                                 int host_cpus, int host_memory_gib);
+
+// Reads the settings file (missing file = defaults).
+Result<VmSettings> load_settings(const std::string& path);
+
+int host_cpu_count();
+int host_memory_gib();
+
+}  // namespace pinata

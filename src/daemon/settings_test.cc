@@ -1,0 +1,45 @@
+#include "daemon/settings.h"
+
+#include <gtest/gtest.h>
+
+namespace pinata {
+namespace {
+
+TEST(Settings, DefaultsAreTwoGibAndTwoCpus) {
+  auto s = parse_settings("", 8, 16);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->memory_gib, 2);
+  EXPECT_EQ(s->ncpu, 2);
+}
+
+TEST(Settings, ParsesKeyValueLinesWithComments) {
+  auto s = parse_settings("# comment\nmemory = 4\n\nncpu=1\n", 8, 16);
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->memory_gib, 4);
+  EXPECT_EQ(s->ncpu, 1);
+  EXPECT_EQ(*parse_settings(format_settings(*s), 8, 16), *s);
+}
+
+TEST(Settings, RejectsOutOfRangeValuesSayingWhatIsAccepted) {
+  auto zero = parse_settings("ncpu=0\n", 8, 16);
+  ASSERT_FALSE(zero);
+  EXPECT_NE(zero.error().message().find("from 1 to 8"), std::string::npos);
+  EXPECT_FALSE(parse_settings("memory=17\n", 8, 16));
+  EXPECT_FALSE(parse_settings("memory=2x\n", 8, 16));
+  EXPECT_FALSE(parse_settings("memory\n", 8, 16));
+}
+
+TEST(Settings, RejectsUnknownKeys) {
+  auto s = apply_setting(VmSettings{}, "nosuchkey", "1", 8, 16);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find("known settings are memory, ncpu"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pinata
+
+namespace pinata {
+bool operator==(const VmSettings& a, const VmSettings& b) {
+  return a.memory_gib == b.memory_gib && a.ncpu == b.ncpu;
+}
+}  // namespace pinata

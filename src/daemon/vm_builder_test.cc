@@ -1,0 +1,69 @@
+#include "daemon/vm_builder.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace pinata {
+namespace {
+
+VmConfig sample() {
+  VmConfig c;
+  c.memory_mib = 2048;
+  c.ncpu = 2;
+  c.kernel = "/g/vmlinux";
+  c.initrd = "/g/initrd.img";
+  c.root_image = "/g/root.img";
+  c.data_disk = "/h/Docker.qcow2";
+  c.qmp_socket = "/h/qmp.sock";
+  c.token_file = "/h/token";
+  c.api_host_port = 40000;
+  c.tsc_khz = 2096015;
+  return c;
+}
+
+bool has_pair(const std::vector<std::string>& a, const std::string& k, const std::string& v) {
+  for (size_t i = 0; i + 1 < a.size(); i++) {
+    if (a[i] == k && a[i + 1] == v) return true;
+  }
+  return false;
+}
+
+TEST(QemuBuilder, UsesSharedMemfdRamForVhostUser) {
+  auto argv = QemuBuilder(sample()).argv();
+  EXPECT_TRUE(has_pair(argv, "-object", "memory-backend-memfd,id=mem,size=2048M,share=on"));
+  EXPECT_TRUE(has_pair(argv, "-M", "microvm,memory-backend=mem,rtc=on"));
+  EXPECT_TRUE(has_pair(argv, "-m", "2048M"));
+  EXPECT_TRUE(has_pair(argv, "-smp", "2"));
+}
+
+TEST(QemuBuilder, ChoosesTheAcceleratorItIsGiven) {
+  VmConfig c = sample();
+  c.accel = Accel::kTcg;
+  EXPECT_TRUE(has_pair(QemuBuilder(c).argv(), "-accel", "tcg,tb-size=64"));
+  c.accel = Accel::kKvm;
+  auto kvm = QemuBuilder(c).argv();
+  EXPECT_TRUE(has_pair(kvm, "-accel", "kvm"));
+  EXPECT_TRUE(has_pair(kvm, "-cpu", "host"));
+}
+
+TEST(QemuBuilder, AttachesRootReadOnlyAndForwardsTheApiToLoopbackOnly) {
+  auto argv = QemuBuilder(sample()).argv();
+  EXPECT_TRUE(has_pair(argv, "-drive", "file=/g/root.img,if=none,id=root,format=raw,readonly=on"));
+  EXPECT_TRUE(has_pair(argv, "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:40000-:2375"));
+  EXPECT_TRUE(has_pair(argv, "-fw_cfg", "name=opt/pinata/token,file=/h/token"));
+}
+
+TEST(QemuBuilder, KernelCmdlineCarriesConsoleHostnameAndTsc) {
+  std::string cmd = QemuBuilder(sample()).kernel_cmdline();
+  EXPECT_NE(cmd.find("console=ttyS0"), std::string::npos);
+  EXPECT_NE(cmd.find("pinata.hostname=pinata"), std::string::npos);
+  EXPECT_NE(cmd.find("tsc_early_khz=2096015"), std::string::npos);
+}
+
+TEST(QemuBuilder, ShellJoinQuotesWhatNeedsIt) {
+  EXPECT_EQ(shell_join({"qemu", "-append", "a b", "it's"}), "qemu -append 'a b' 'it'\\''s'");
+}
+
+}  // namespace
+}  // namespace pinata
