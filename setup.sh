@@ -17,7 +17,7 @@ say() { printf '\n==> %s\n' "$*"; }
 packages=(
   build-essential cmake g++ pkg-config libgtest-dev libexpected-dev libssl-dev
   qemu-system-x86 qemu-utils debootstrap cpio xz-utils zstd e2fsprogs kmod
-  busybox-static curl
+  busybox-static curl clang libclang-rt-14-dev
 )
 
 install_packages() {
@@ -51,6 +51,13 @@ build_all() {
   cmake --build "$build" -j "$jobs"
 }
 
+build_fuzzers() {
+  say "fuzz build (clang, libFuzzer + ASan/UBSan)"
+  CC=clang CXX=clang++ cmake -S "$here" -B "$here/build-fuzz" -DPINATA_FUZZ=ON -DPINATA_GUEST=OFF \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$here/build-fuzz" -j "$jobs" --target fuzzers
+}
+
 build_guest() {
   say "guest image"
   "$here/guest/build.sh" --init "$build/src/guest/pinata-init"
@@ -69,8 +76,9 @@ case "${1:-}" in
   test)
     install_packages
     build_all
+    build_fuzzers
     build_guest
-    say "tests (unit, integration, e2e)"
+    say "tests (unit, fuzz, integration, e2e)"
     cd "$build"
     exec ctest --output-on-failure --timeout 1800
     ;;
