@@ -1,0 +1,32 @@
+// Kernel command line parsing (pure).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pinata::guest {
+
+inline constexpr std::string_view kHostnameParam = "pinata.hostname";
+inline constexpr std::string_view kDefaultHostname = "pinata";
+
+// Splits a kernel command line into words. Double quotes group whitespace ("a=\"x y\"" is
+// one word, quotes removed), as the kernel's own parser does.
+std::vector<std::string> split_cmdline(std::string_view cmdline);
+
+// The value of the last `key=value` word, or nullopt if `key` is absent. A bare `key` word
+// (no '=') has the value "".
+std::optional<std::string> cmdline_value(std::string_view cmdline, std::string_view key);
+
+// RFC 1123 host name: 1-63 characters of [A-Za-z0-9-], not starting or ending with '-'.
+bool is_valid_hostname(std::string_view name);
+
+// `pinata.hostname=NAME` from the command line if it is a valid host name, else the default.
+// `*invalid` (if given) receives a rejected value.
+std::string hostname_from_cmdline(std::string_view cmdline, std::string* invalid = nullptr);
+
+// The contents of /etc/hosts for `hostname`.
+std::string hosts_file(std::string_view hostname);
+
+}  // namespace pinata::guest

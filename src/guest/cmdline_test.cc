@@ -1,0 +1,57 @@
+#include "guest/cmdline.h"
+
+#include <gtest/gtest.h>
+
+namespace pinata::guest {
+namespace {
+
+TEST(Cmdline, SplitsOnWhitespaceAndHonoursQuotes) {
+  auto words = split_cmdline("console=ttyS0  a=\"x y\"\tpanic=-1\n");
+  ASSERT_EQ(words.size(), 3u);
+  EXPECT_EQ(words[0], "console=ttyS0");
+  EXPECT_EQ(words[1], "a=x y");
+  EXPECT_EQ(words[2], "panic=-1");
+}
+
+TEST(Cmdline, FindsValueOfKey) {
+  EXPECT_EQ(cmdline_value("console=ttyS0 pinata.hostname=box quiet", "pinata.hostname"), "box");
+}
+
+TEST(Cmdline, LastOccurrenceWins) { EXPECT_EQ(cmdline_value("k=1 k=2", "k"), "2"); }
+
+TEST(Cmdline, DoesNotMatchKeyPrefix) {
+  EXPECT_EQ(cmdline_value("pinata.hostnamex=box", "pinata.hostname"), std::nullopt);
+  EXPECT_EQ(cmdline_value("xpinata.hostname=box", "pinata.hostname"), std::nullopt);
+}
+
+TEST(Cmdline, BareKeyHasEmptyValue) { EXPECT_EQ(cmdline_value("quiet", "quiet"), ""); }
+
+TEST(Cmdline, IgnoresWordsAfterDoubleDash) {
+  EXPECT_EQ(cmdline_value("a=1 -- pinata.hostname=x", "pinata.hostname"), std::nullopt);
+}
+
+TEST(Cmdline, HostnameDefaultsWhenAbsent) {
+  EXPECT_EQ(hostname_from_cmdline("console=ttyS0"), "pinata");
+}
+
+TEST(Cmdline, HostnameFromParameter) {
+  EXPECT_EQ(hostname_from_cmdline("console=ttyS0 pinata.hostname=docker-vm\n"), "docker-vm");
+}
+
+TEST(Cmdline, RejectsInvalidHostnameAndReportsIt) {
+  std::string invalid;
+  EXPECT_EQ(hostname_from_cmdline("pinata.hostname=bad/name", &invalid), "pinata");
+  EXPECT_EQ(invalid, "bad/name");
+  EXPECT_EQ(hostname_from_cmdline("pinata.hostname="), "pinata");
+  EXPECT_EQ(hostname_from_cmdline("pinata.hostname=-x"), "pinata");
+  EXPECT_EQ(hostname_from_cmdline("pinata.hostname=" + std::string(64, 'a')), "pinata");
+}
+
+TEST(Cmdline, HostsFileMapsHostnameToLoopback) {
+  std::string hosts = hosts_file("box");
+  EXPECT_NE(hosts.find("127.0.0.1\tlocalhost\n"), std::string::npos);
+  EXPECT_NE(hosts.find("127.0.1.1\tbox\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pinata::guest

@@ -1,0 +1,189 @@
+// pinata-init: PID 1 of the pinata guest VM. See README.md for the boot sequence.
+#include <signal.h>
+#include <sys/poll.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <thread>
+
+#include "base/io.h"
+#include "base/log.h"
+#include "guest/api_service.h"
+#include "guest/boot_clock.h"
+#include "guest/cmdline.h"
+#include "guest/disk_setup.h"
+#include "guest/modules.h"
+#include "guest/mounts.h"
+#include "guest/netconfig.h"
+#include "guest/power_button.h"
+#include "guest/process.h"
+#include "guest/shutdown.h"
+#include "guest/supervisor.h"
+#include "guest/system_config.h"
+
+namespace pinata::guest {
+namespace {
+
+constexpr const char* kDockerdArgsFile = "/etc/pinata/dockerd.args";
+constexpr int kSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGUSR2, SIGHUP};
+
+void fatal(const std::string& what) {
+  log::error("FATAL: %s", what.c_str());
+  power_off("fatal boot error");
+}
+
+// Signals are handled synchronously through a signalfd by the main loop. They are blocked
+// before any thread exists, so every thread inherits the mask and none can swallow one.
+int setup_signals() {
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : kSignals) sigaddset(&set, s);
+  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0)
+    fatal(std::string("sigprocmask: ") + strerror(errno));
+  int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0) fatal(std::string("signalfd: ") + strerror(errno));
+  return fd;
+}
+
+std::vector<std::string> dockerd_argv() {
+  std::vector<std::string> argv = {"dockerd", "--containerd=/run/containerd/containerd.sock", "-H",
+                                   "unix:///var/run/docker.sock", "--userland-proxy=true"};
+  auto extra = read_file(kDockerdArgsFile, 1 << 20);
+  if (!extra) return argv;
+  size_t pos = 0;
+  while (pos < extra->size()) {
+    size_t end = extra->find('\n', pos);
+    if (end == std::string::npos) end = extra->size();
+    std::string line = extra->substr(pos, end - pos);
+    pos = end + 1;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    argv.push_back(line);
+  }
+  log::info("dockerd: extra arguments from %s", kDockerdArgsFile);
+  return argv;
+}
+
+[[noreturn]] void main_loop(Supervisor& supervisor, int signal_fd) {
+  int trigger = shutdown_trigger_fd();
+  for (;;) {
+    auto next = supervisor.restart_due();
+    struct pollfd pfds[2] = {{signal_fd, POLLIN, 0}, {trigger, POLLIN, 0}};
+    int timeout = next ? static_cast<int>(next->count()) + 1 : -1;
+    int rc = ::poll(pfds, 2, timeout);
+    if (rc < 0 && errno != EINTR) log::error("poll: %s", strerror(errno));
+    struct signalfd_siginfo si;
+    while (::read(signal_fd, &si, sizeof si) == sizeof si) {
+      int sig = static_cast<int>(si.ssi_signo);
+      if (sig == SIGCHLD || sig == SIGHUP) continue;
+      log::info("received %s from pid %u", strsignal(sig), si.ssi_pid);
+      request_shutdown(std::string("signal ") + sigabbrev_np(sig));
+    }
+    supervisor.reap();
+    if (pfds[1].revents & POLLIN) shutdown_vm(supervisor);
+  }
+}
+
+[[noreturn]] void run() {
+  // 1. The kernel gave us no console (the initramfs has no /dev/console): mount, then attach.
+  auto early = mount_early();
+  attach_console();
+  log::init("pinata-init");
+  if (!early) fatal(early.error().message());
+  ::umask(022);
+  ::setenv("PATH", kPath, 1);
+  ::setenv("HOME", "/root", 1);
+  ::reboot(RB_DISABLE_CAD);  // Ctrl-Alt-Del becomes SIGINT
+  std::set_terminate([]() { fatal("uncaught exception"); });
+  int signal_fd = setup_signals();
+  struct utsname uts;
+  ::uname(&uts);
+  step("pinata-init started (kernel %s)", uts.release);
+
+  std::string cmdline = read_file("/proc/cmdline", 65536).value_or("");
+
+  // 2. Modules: what the root and the services need now, the rest in the background.
+  // pinata.modules=sync loads everything before going on (for measurements).
+  bool sync_modules = cmdline_value(cmdline, "pinata.modules") == "sync";
+  auto mods =
+      load_modules(kModulesList, sync_modules ? std::vector<std::string>{} : kBootCriticalModules);
+  step(
+      "modules: %d loaded, %d already present, %d without hardware, %d failed in %lld ms; "
+      "%d more loading in the background",
+      mods.loaded, mods.already, mods.not_applicable, mods.failed,
+      static_cast<long long>(mods.elapsed.count()), mods.deferred);
+
+  // 3. Disks.
+  DiskLayout disks = find_disks(std::chrono::seconds(10));
+  for (const std::string& w : disks.warnings) log::warn("disks: %s", w.c_str());
+  if (!disks.root) fatal("no disk with an ext4 file system labelled " + std::string(kRootLabel));
+  if (!disks.data) log::warn("no data disk: /var/lib/docker will be a tmpfs");
+  step("disks: root /dev/%s, data %s", disks.root->c_str(),
+       disks.data ? ("/dev/" + *disks.data).c_str() : "none");
+
+  // 4. Root.
+  if (auto st = mount_root("/dev/" + *disks.root); !st) {
+    // Perhaps a module the root needs wasn't in the boot-critical group: wait for them all.
+    log::warn("%s; retrying once every module is loaded", st.error().message().c_str());
+    wait_for_background_modules();
+    if (auto again = mount_root("/dev/" + *disks.root); !again) fatal(again.error().message());
+  }
+  if (auto st = switch_root(); !st) fatal(st.error().message());
+  step("switched to the root file system");
+
+  // 5. Mounts, sysctl, host name.
+  if (auto st = mount_late(); !st) fatal(st.error().message());
+  if (auto st = set_sysctl("net.ipv4.ip_forward", "1"); !st)
+    log::error("%s", st.error().message().c_str());
+  std::string bad_hostname;
+  std::string hostname = hostname_from_cmdline(cmdline, &bad_hostname);
+  if (!bad_hostname.empty()) {
+    log::warn("ignoring invalid %s=%s (want 1-63 of [A-Za-z0-9-]); using %s",
+              std::string(kHostnameParam).c_str(), bad_hostname.c_str(), hostname.c_str());
+  }
+  if (auto st = apply_hostname(hostname); !st)
+    log::error("hostname: %s", st.error().message().c_str());
+  step("mounts and host name (%s) ready", hostname.c_str());
+
+  // 6. Network, in the background: nothing below waits for an address.
+  std::thread(configure_network, hostname).detach();
+
+  // 8 (early). containerd needs nothing more; dockerd needs the data disk.
+  Supervisor supervisor;
+  supervisor.start("containerd", {"containerd"});
+
+  // 7. Data disk.
+  setup_data_disk(disks.data.value_or(""));
+
+  supervisor.start("dockerd", dockerd_argv());
+
+  // 9, 11. Host-facing services.
+  start_api_service(ApiServiceConfig{});
+  start_power_button_watch();
+
+  // 10. PID 1 duties until shutdown.
+  main_loop(supervisor, signal_fd);
+}
+
+}  // namespace
+}  // namespace pinata::guest
+
+int main() {
+  if (::getpid() != 1) {
+    std::fprintf(stderr,
+                 "pinata-init: this is the init (PID 1) of the pinata guest VM; it mounts, "
+                 "formats disks and powers off, so it refuses to run as PID %d\n",
+                 static_cast<int>(::getpid()));
+    return 2;
+  }
+  pinata::guest::run();
+}
