@@ -53,7 +53,7 @@ build_all() {
 
 build_fuzzers() {
   say "fuzz build (clang, libFuzzer + ASan/UBSan)"
-  CC=clang CXX=clang++ cmake -S "$here" -B "$here/build-fuzz" -DPINATA_FUZZ=ON -DPINATA_GUEST=OFF \
+  CC=clang CXX=clang++ cmake -S "$here" -B "$here/build-fuzz" -DPINATA_FUZZ=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$here/build-fuzz" -j "$jobs" --target fuzzers
 }

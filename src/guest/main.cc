@@ -56,7 +56,10 @@ int setup_signals() {
 
 std::vector<std::string> dockerd_argv() {
   std::vector<std::string> argv = {"dockerd", "--containerd=/run/containerd/containerd.sock", "-H",
-                                   "unix:///var/run/docker.sock", "--userland-proxy=true"};
+                                   "unix:///var/run/docker.sock", "--userland-proxy=true",
+                                   // Containers get 8 s to stop so dockerd itself exits within
+                                   // the 10 s that shutdown gives it (its default is 15 s).
+                                   "--shutdown-timeout=8"};
   auto extra = read_file(kDockerdArgsFile, 1 << 20);
   if (!extra) return argv;
   size_t pos = 0;

@@ -1,0 +1,2 @@
+# Host daemon parsers (src/daemon).
+pinata_fuzzer(manifest LIBS pinata_daemon)
