@@ -35,6 +35,14 @@ DaemonProbe probe_daemon(const Paths& paths) {
   return p;
 }
 
+bool wait_daemon_exit(const Paths& paths, int timeout_ms) {
+  for (int waited = 0; probe_daemon(paths).running; waited += 50) {
+    if (waited >= timeout_ms) return false;
+    ::usleep(50 * 1000);
+  }
+  return true;
+}
+
 void remove_stale_pid_file(const Paths& paths, const DaemonProbe& probe) {
   if (!probe.stale_pid_file) return;
   bool alive = probe.pid > 0 && ::kill(probe.pid, 0) == 0;

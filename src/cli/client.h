@@ -29,6 +29,9 @@ struct DaemonProbe {
 };
 DaemonProbe probe_daemon(const Paths& paths);
 
+// Waits up to `timeout_ms` for pinatad to exit (its lock to be released); true when it has.
+bool wait_daemon_exit(const Paths& paths, int timeout_ms);
+
 // Removes a stale pid file, saying so.
 void remove_stale_pid_file(const Paths& paths, const DaemonProbe& probe);
 

@@ -12,6 +12,7 @@ namespace pinata::cli {
 namespace {
 
 constexpr char kDetach = 0x1d;  // Ctrl-]
+constexpr int kQuietMs = 2000;
 
 }  // namespace
 
@@ -46,10 +47,14 @@ int cmd_console(const Paths& paths, const std::vector<std::string>& args) {
   char buf[8192];
   for (;;) {
     struct pollfd pfds[2] = {{sock, POLLIN, 0}, {stdin_open ? 0 : -1, POLLIN, 0}};
-    if (::poll(pfds, 2, -1) < 0) {
+    // Scripted use (`echo cmd | pinata console`): once stdin is done, print what the console
+    // says until it has been quiet for a moment.
+    int rc = ::poll(pfds, 2, stdin_open || tty ? -1 : kQuietMs);
+    if (rc < 0) {
       if (errno == EINTR) continue;
       break;
     }
+    if (rc == 0) break;
     if (pfds[0].revents) {
       ssize_t n = ::read(sock, buf, sizeof buf);
       if (n <= 0) break;

@@ -66,6 +66,9 @@ Status spawn_daemon(const Paths& paths) {
 }
 
 void print_failure(const Paths& paths, const std::string& why) {
+  // pinatad exits right after a failed start: let it finish so the next command sees a
+  // consistent state (no half-exited daemon holding the lock).
+  wait_daemon_exit(paths, 15000);
   std::fprintf(stderr, "pinata: start failed: %s\n", why.c_str());
   std::string tail = console_tail(paths, 20);
   if (!tail.empty()) {
@@ -173,9 +176,9 @@ int cmd_start(const Paths& paths, const std::vector<std::string>& args) {
       print_failure(paths, line->substr(7));
       return kExitFailure;
     } else if (*line == "timeout") {
-      print_failure(paths, "Docker did not respond within " + std::to_string(timeout_s) +
-                               " s; stopping the VM");
       (void)control_call(paths, "stop 10");
+      print_failure(paths, "Docker did not respond within " + std::to_string(timeout_s) +
+                               " s; stopped the VM");
       return kExitFailure;
     }
   }

@@ -13,6 +13,10 @@ int cmd_status(const Paths& paths, const std::vector<std::string>& args) {
     return kExitNotRunning;
   }
   auto status = control_call(paths, "status");
+  if (!status && wait_daemon_exit(paths, 2000)) {
+    std::printf("pinata is not running\n");  // it was just exiting
+    return kExitNotRunning;
+  }
   if (!status) {
     std::fprintf(stderr, "pinata: pinatad (pid %d) does not answer: %s\n", probe.pid,
                  status.error().message().c_str());

@@ -1,9 +1,7 @@
 // pinata stop: a clean guest shutdown, then a kill if the guest does not power off in time.
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
-#include <thread>
 
 #include "base/io.h"
 #include "cli/client.h"
@@ -40,10 +38,7 @@ int cmd_stop(const Paths& paths, const std::vector<std::string>& args) {
     if (*line == "stopped killed") killed = true;
   }
   // pinatad exits once the VM is down; its lock is released then.
-  for (int i = 0; i < 100 && probe_daemon(paths).running; i++) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  if (probe_daemon(paths).running) {
+  if (!wait_daemon_exit(paths, 10000)) {
     std::fprintf(stderr, "pinata: pinatad (pid %d) is still running\n", probe.pid);
     return kExitFailure;
   }

@@ -204,7 +204,14 @@ void Daemon::health_loop() {
       std::lock_guard lock(mutex_);
       if (state_ != VmState::kStarting && state_ != VmState::kRunning) return;
     }
-    auto ok = guest_->ping_docker(std::chrono::seconds(5));
+    bool starting;
+    {
+      std::lock_guard lock(mutex_);
+      starting = state_ == VmState::kStarting;
+    }
+    // While booting, a forwarded connection can hang until the guest has an address: give
+    // up quickly and try again rather than notice readiness late.
+    auto ok = guest_->ping_docker(starting ? std::chrono::seconds(2) : std::chrono::seconds(5));
     bool responding = ok && *ok;
     std::unique_lock lock(mutex_);
     if (state_ != VmState::kStarting && state_ != VmState::kRunning) return;

@@ -172,6 +172,12 @@ std::vector<std::string> dockerd_argv() {
   // 9, 11. Host-facing services.
   start_api_service(ApiServiceConfig{});
   start_power_button_watch();
+  // A root shell on the serial console (`pinata console`; the host side is pinatad's 0600
+  // control socket). Restarted when the user exits it.
+  supervisor.start("console-shell",
+                   {"/bin/sh", "-c",
+                    "exec env TERM=linux HOME=/root setsid -c /bin/bash --login "
+                    "<>/dev/ttyS0 >&0 2>&0"});
 
   // 10. PID 1 duties until shutdown.
   main_loop(supervisor, signal_fd);

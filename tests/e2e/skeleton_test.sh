@@ -56,6 +56,11 @@ expect_exit 0 "docker rm -f" docker rm -f e2e-bg
 expect_exit 0 "docker ps after rm" docker ps -aq --filter name=e2e-bg
 check "... the container is gone" test -z "$out"
 
+# The serial console is a shell on the guest.
+expect_exit 0 "pinata console runs a command in the guest" \
+  sh -c "printf 'echo console-\$((40+2))\n' | '$PINATA' console"
+check "... and shows its output" contains "$out" "console-42"
+
 # Many concurrent API connections through docker.sock.
 pids=()
 for i in $(seq 1 40); do
