@@ -59,6 +59,7 @@ TEST(QemuBuilder, KernelCmdlineCarriesConsoleHostnameAndTsc) {
   EXPECT_NE(cmd.find("console=ttyS0"), std::string::npos);
   EXPECT_NE(cmd.find("pinata.hostname=pinata"), std::string::npos);
   EXPECT_NE(cmd.find("tsc_early_khz=2096015"), std::string::npos);
+  EXPECT_NE(cmd.find("tsc=reliable"), std::string::npos);
 }
 
 TEST(QemuBuilder, ShellJoinQuotesWhatNeedsIt) {

@@ -162,7 +162,16 @@ std::vector<std::string> dockerd_argv() {
 
   // 8 (early). containerd needs nothing more; dockerd needs the data disk.
   Supervisor supervisor;
-  supervisor.start("containerd", {"containerd"});
+  // dockerd needs containerd's runtime services only: without the CRI plugin (Kubernetes'
+  // interface) containerd starts sooner and stops waking up the idle VM.
+  const char* containerd_config = "/run/pinata-containerd.toml";
+  if (auto st = write_file_atomic(containerd_config,
+                                  "version = 2\n"
+                                  "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n");
+      !st) {
+    log::warn("containerd config: %s", st.error().message().c_str());
+  }
+  supervisor.start("containerd", {"containerd", "--config", containerd_config});
 
   // 7. Data disk.
   setup_data_disk(disks.data.value_or(""));
@@ -173,10 +182,11 @@ std::vector<std::string> dockerd_argv() {
   start_api_service(ApiServiceConfig{});
   start_power_button_watch();
   // A root shell on the serial console (`pinata console`; the host side is pinatad's 0600
-  // control socket). Restarted when the user exits it.
+  // control socket). Restarted when the user exits it. setsid forks (the supervisor made us
+  // a process-group leader): -w keeps it waiting, so its exit is the shell's exit.
   supervisor.start("console-shell",
                    {"/bin/sh", "-c",
-                    "exec env TERM=linux HOME=/root setsid -c /bin/bash --login "
+                    "exec env TERM=linux HOME=/root setsid -w -c /bin/bash --login "
                     "<>/dev/ttyS0 >&0 2>&0"});
 
   // 10. PID 1 duties until shutdown.
