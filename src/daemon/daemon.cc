@@ -15,7 +15,6 @@
 
 #include "base/io.h"
 #include "base/log.h"
-#include "base/splice_proxy.h"
 #include "daemon/guest_image.h"
 #include "daemon/qmp.h"
 #include "daemon/settings.h"
@@ -110,11 +109,8 @@ Status Daemon::prepare() {
   accel_ = choose_accel(forced ? forced : "");
   log::info("%s", accel_.reason.c_str());
   TRY(ensure_disk());
-  TRY_ASSIGN(std::string token, make_token());
-  TRY(write_file_atomic(paths_.token, token, 0600));
-  TRY_ASSIGN(int port, pick_free_port());
-  guest_ = std::make_unique<GuestLink>(port, token);
-
+  TRY(make_dirs(paths_.vsock_dir, 0700));
+  guest_ = std::make_unique<GuestLink>(vsock_forward_path(paths_.vsock_dir, kDockerVsockPort));
   VmConfig config;
   config.accel = accel_.accel;
   config.memory_mib = settings.memory_gib * 1024;
@@ -124,8 +120,8 @@ Status Daemon::prepare() {
   config.root_image = image->root;
   config.data_disk = paths_.disk;
   config.qmp_socket = paths_.qmp_sock;
-  config.token_file = paths_.token;
-  config.api_host_port = port;
+  config.vsock_socket = paths_.vsock_vhost;
+  forwards_ = settings.guest_forwards;
   config.tsc_khz = host_tsc_khz();
   argv_ = QemuBuilder(config).argv();
   TRY(write_file_atomic(paths_.vm_args, shell_join(argv_) + "\n", 0600));
@@ -134,6 +130,77 @@ Status Daemon::prepare() {
   TRY(ring_.open());
   TRY_ASSIGN(control_fd_, unix_listen(paths_.control_sock, 0600));
   return {};
+}
+
+// A program installed next to pinatad, or where the build tree puts it.
+static std::string find_program(const char* name, const char* build_subdir) {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) {
+    std::string dir(buf, static_cast<size_t>(n));
+    dir.resize(dir.rfind('/'));
+    for (const std::string& candidate :
+         {dir + "/" + name, dir + "/../" + build_subdir + "/" + name}) {
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+  }
+  return name;  // from PATH
+}
+
+Status Daemon::spawn_vsock(const std::vector<uint32_t>& forwards) {
+  std::string exe = find_program("pinata-vsock", "vsock");
+  std::vector<std::string> argv = {exe, "--socket", paths_.vsock_vhost, "--dir", paths_.vsock_dir,
+                                   "--cid", "3"};
+  for (uint32_t port : forwards) argv.insert(argv.end(), {"--forward", std::to_string(port)});
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  ::unlink(paths_.vsock_vhost.c_str());
+  pid_t parent = getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) return fail_errno("fork");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    ::execv(args[0], args.data());
+    ::execvp(args[0], args.data());
+    dprintf(2, "cannot run %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+  vsock_pid_ = pid;
+  // QEMU needs the backend's socket when it starts.
+  for (int i = 0; i < 200; i++) {
+    if (::access(paths_.vsock_vhost.c_str(), F_OK) == 0) {
+      log::info("pinata-vsock started (pid %d): %s", pid, paths_.vsock_dir.c_str());
+      return {};
+    }
+    int status;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      vsock_pid_ = -1;
+      return fail(ErrorKind::kIo, "pinata-vsock (" + exe + ") exited at start (" +
+                                      describe_exit(status) + "); see " + paths_.daemon_log);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return fail(ErrorKind::kTimeout, "pinata-vsock did not create " + paths_.vsock_vhost);
+}
+
+void Daemon::watch_vsock() {
+  int status = 0;
+  while (::waitpid(vsock_pid_, &status, 0) < 0) {
+    if (errno != EINTR) return;
+  }
+  std::lock_guard lock(mutex_);
+  if (qemu_exited_ || stop_requested_) return;
+  // Without its vsock backend the VM has no Docker API: fail loudly rather than limp on.
+  log::error("pinata-vsock exited unexpectedly (%s): stopping the VM", describe_exit(status).c_str());
+  failure_ = "pinata-vsock exited unexpectedly (" + describe_exit(status) + ")";
+  ::kill(qemu_pid_, SIGKILL);
 }
 
 Status Daemon::spawn_hypervisor() {
@@ -226,13 +293,11 @@ void Daemon::health_loop() {
         changed_.notify_all();
       }
       if (!docker_listening) {
-        auto fd = unix_listen(paths_.docker_sock, 0600);
-        if (!fd) {
-          log::error("cannot serve %s: %s", paths_.docker_sock.c_str(),
-                     fd.error().message().c_str());
+        // docker.sock is pinata-vsock's forward of the guest's port 2376: no extra hop.
+        ::unlink(paths_.docker_sock.c_str());
+        if (::symlink(guest_->docker_forward().c_str(), paths_.docker_sock.c_str()) != 0) {
+          log::error("cannot create %s: %s", paths_.docker_sock.c_str(), std::strerror(errno));
         } else {
-          docker_fd_ = std::move(*fd);
-          std::thread([this] { docker_loop(); }).detach();
           log::info("serving the Docker API on %s", paths_.docker_sock.c_str());
         }
         docker_listening = true;
@@ -248,27 +313,6 @@ void Daemon::health_loop() {
       }
       changed_.wait_for(lock, docker_responding_ ? kHealthInterval : kPingInterval);
     }
-  }
-}
-
-void Daemon::docker_loop() {
-  for (;;) {
-    int c = ::accept4(docker_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) {
-      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) {
-        if (errno == EMFILE || errno == ENFILE) std::this_thread::sleep_for(kPingInterval);
-        continue;
-      }
-      return;  // the listener was shut down
-    }
-    std::thread([this, client = UniqueFd(c)]() mutable {
-      auto guest = guest_->connect_docker();
-      if (!guest) {
-        log::warn("docker.sock: cannot reach the guest: %s", guest.error().message().c_str());
-        return;
-      }
-      proxy_streams(std::move(client), std::move(*guest));
-    }).detach();
   }
 }
 
@@ -371,14 +415,9 @@ void Daemon::stop(int timeout_s) {
     state_ = VmState::kStopping;
     changed_.notify_all();
   }
-  log::info("stopping: asking the guest to shut down (timeout %d s)", timeout_s);
-  auto asked = guest_->request_shutdown(std::chrono::seconds(5));
-  if (!asked) {
-    log::warn("guest did not take the shutdown request (%s); sending an ACPI power-down",
-              asked.error().message().c_str());
-    auto acpi = qmp_execute(paths_.qmp_sock, "system_powerdown");
-    if (!acpi) log::warn("ACPI power-down failed: %s", acpi.error().message().c_str());
-  }
+  log::info("stopping: ACPI power-down to the guest (timeout %d s)", timeout_s);
+  auto acpi = qmp_execute(paths_.qmp_sock, "system_powerdown");
+  if (!acpi) log::warn("ACPI power-down failed: %s", acpi.error().message().c_str());
   std::unique_lock lock(mutex_);
   bool exited = changed_.wait_for(lock, std::chrono::seconds(timeout_s),
                                   [&] { return qemu_exited_.load(); });
@@ -408,10 +447,19 @@ void Daemon::cleanup_files() {
   ::unlink(paths_.control_sock.c_str());
   ::unlink(paths_.qmp_sock.c_str());
   ::unlink(paths_.pid_file.c_str());
+  if (vsock_pid_ > 0 && ::kill(vsock_pid_, SIGTERM) == 0) {
+    for (int i = 0; i < 40 && ::kill(vsock_pid_, 0) == 0; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
 }
 
 int Daemon::run() {
-  auto spawned = spawn_hypervisor();
+  auto spawned = spawn_vsock(forwards_);
+  if (spawned) {
+    std::thread([this] { watch_vsock(); }).detach();
+    spawned = spawn_hypervisor();
+  }
   if (!spawned) {
     log::error("%s", spawned.error().message().c_str());
     set_state(VmState::kFailed, spawned.error().message());
@@ -427,7 +475,6 @@ int Daemon::run() {
   while (::waitpid(qemu_pid_, &status, 0) < 0) {
     if (errno != EINTR) break;
   }
-  ::shutdown(docker_fd_.get(), SHUT_RDWR);
   std::string how = describe_exit(status);
   bool requested;
   VmState previous;
@@ -443,6 +490,7 @@ int Daemon::run() {
     set_state(VmState::kStopped);
   } else if (previous == VmState::kStarting) {
     std::string why = "the VM exited before Docker responded (" + how + ")";
+    if (!failure_.empty()) why = failure_;
     log::error("%s", why.c_str());
     set_state(VmState::kFailed, why);
     code = 1;

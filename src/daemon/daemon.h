@@ -1,9 +1,10 @@
 // pinatad: owns one VM. Starts the hypervisor, supervises it, watches Docker's health, serves
 // ~/.pinata/docker.sock and the control socket that the `pinata` CLI talks to.
 //
-// Threads: main (waits for the hypervisor to exit), signals, console reader, health check,
-// control accept loop (a thread per control client), docker.sock accept loop (a thread per
-// Docker connection, see base/splice_proxy.h).
+// Children: pinata-vsock (the vhost-user vsock backend; docker.sock is a symlink to its
+// forward of guest port 2376) and the hypervisor. Threads: main (waits for the hypervisor to
+// exit), vsock watcher, signals, console reader, health check, control accept loop (a thread
+// per control client).
 #pragma once
 
 #include <sys/types.h>
@@ -41,12 +42,13 @@ class Daemon {
  private:
   Status acquire_lock();
   Status ensure_disk();
+  Status spawn_vsock(const std::vector<uint32_t>& forwards);
   Status spawn_hypervisor();
+  void watch_vsock();
   void console_loop();
   void health_loop();
   void control_loop();
   void handle_control(UniqueFd client);
-  void docker_loop();
   void signal_loop();
   // Guest shutdown first, SIGKILL after `timeout_s`. Safe to call more than once.
   void stop(int timeout_s);
@@ -57,13 +59,14 @@ class Daemon {
   Paths paths_;
   UniqueFd lock_fd_;
   UniqueFd control_fd_;
-  UniqueFd docker_fd_;
   UniqueFd console_fd_;  // our end of QEMU's stdio (the serial console)
   ConsoleRing ring_;
   std::unique_ptr<GuestLink> guest_;
   AccelChoice accel_;
   std::vector<std::string> argv_;
+  std::vector<uint32_t> forwards_;
   pid_t qemu_pid_ = -1;
+  pid_t vsock_pid_ = -1;
   std::atomic<bool> qemu_exited_{false};
   std::chrono::steady_clock::time_point started_at_;
 

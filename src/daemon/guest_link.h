@@ -1,6 +1,6 @@
-// The host end of the guest's API service (pinata-init, TCP port 2375 in the guest, reached
-// through QEMU's user-network forward on 127.0.0.1). Every connection starts with one line,
-// "<token> <command>\n"; the token keeps other local users off the forwarded port.
+// The host end of the guest's Docker API: pinata-vsock's forward of guest vsock port 2376,
+// a unix socket in $PINATA_HOME/vsock (no handshake). pinata-init proxies the port to
+// dockerd's /var/run/docker.sock.
 #pragma once
 
 #include <chrono>
@@ -11,29 +11,24 @@
 
 namespace pinata {
 
+constexpr unsigned kDockerVsockPort = 2376;
+
+// The forward socket of guest port `port` in `vsock_dir`: "<dir>/00000003.<port as %08x>".
+std::string vsock_forward_path(const std::string& vsock_dir, unsigned port, unsigned cid = 3);
+
 class GuestLink {
  public:
-  GuestLink(int port, std::string token) : port_(port), token_(std::move(token)) {}
+  explicit GuestLink(std::string docker_forward) : docker_forward_(std::move(docker_forward)) {}
 
-  // A connection proxied to the guest's /var/run/docker.sock.
+  // A connection to the guest's dockerd.
   Result<UniqueFd> connect_docker() const;
   // GET /_ping through the Docker API; true when dockerd answers "OK".
   Result<bool> ping_docker(std::chrono::milliseconds timeout) const;
-  // Asks pinata-init for a clean shutdown; ok when it acknowledged.
-  Status request_shutdown(std::chrono::milliseconds timeout) const;
 
-  int port() const { return port_; }
+  const std::string& docker_forward() const { return docker_forward_; }
 
  private:
-  Result<UniqueFd> open(const std::string& command) const;
-
-  int port_;
-  std::string token_;
+  std::string docker_forward_;
 };
-
-// A random 32-hex-digit secret.
-Result<std::string> make_token();
-// A currently free TCP port on 127.0.0.1.
-Result<int> pick_free_port();
 
 }  // namespace pinata

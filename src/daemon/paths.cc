@@ -34,6 +34,7 @@ Paths Paths::for_home(const std::string& home, const std::string& guest_dir) {
   p.control_sock = path_join(home, "pinatad.sock");
   p.qmp_sock = path_join(home, "qmp.sock");
   p.vsock_dir = path_join(home, "vsock");
+  p.vsock_vhost = path_join(home, "vhost-vsock.sock");
   p.disk = path_join(home, "Docker.qcow2");
   p.console_ring = path_join(home, "console-ring");
   p.log_dir = path_join(home, "log");
@@ -41,7 +42,6 @@ Paths Paths::for_home(const std::string& home, const std::string& guest_dir) {
   p.vm_args = path_join(home, "vm.args");
   p.pid_file = path_join(home, "pinatad.pid");
   p.lock_file = path_join(home, "pinatad.lock");
-  p.token = path_join(home, "token");
   p.settings = path_join(home, "settings");
   p.guest_dir = guest_dir;
   return p;

@@ -12,7 +12,8 @@ struct Paths {
   std::string docker_sock;   // the host's Docker API socket
   std::string control_sock;  // pinata <-> pinatad
   std::string qmp_sock;      // QEMU monitor (QMP)
-  std::string vsock_dir;     // vsock socket directory (later issues)
+  std::string vsock_dir;     // pinata-vsock's socket directory (hyperkit layout)
+  std::string vsock_vhost;   // pinata-vsock's vhost-user socket (QEMU connects to it)
   std::string disk;          // Docker.qcow2
   std::string console_ring;  // bounded copy of everything the serial console printed
   std::string log_dir;
@@ -20,7 +21,6 @@ struct Paths {
   std::string vm_args;       // the exact hypervisor command line
   std::string pid_file;      // pinatad's pid
   std::string lock_file;     // held (flock) by the running pinatad
-  std::string token;         // secret for the guest's API service
   std::string settings;      // key=value settings (memory, ncpu)
   std::string guest_dir;     // guest image (kernel, initrd, root image)
 

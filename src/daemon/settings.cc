@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <sstream>
 
@@ -38,9 +39,24 @@ Result<VmSettings> apply_setting(VmSettings s, const std::string& key, const std
     TRY_ASSIGN(s.memory_gib, parse_int("memory (GiB)", value, 1, std::max(1, host_memory_gib)));
   } else if (key == "ncpu") {
     TRY_ASSIGN(s.ncpu, parse_int("ncpu", value, 1, std::max(1, host_cpus)));
+  } else if (key == "guest_forwards") {
+    std::vector<uint32_t> ports = {2376};
+    size_t pos = 0;
+    while (pos <= value.size()) {
+      size_t end = value.find(';', pos);
+      if (end == std::string::npos) end = value.size();
+      std::string item = trim(value.substr(pos, end - pos));
+      pos = end + 1;
+      if (item.empty()) continue;
+      TRY_ASSIGN(int port, parse_int("guest_forwards port", item, 1, 65535));
+      if (std::find(ports.begin(), ports.end(), static_cast<uint32_t>(port)) == ports.end()) {
+        ports.push_back(static_cast<uint32_t>(port));
+      }
+    }
+    s.guest_forwards = ports;
   } else {
     return fail(ErrorKind::kInvalidInput,
-                "unknown setting '" + key + "': known settings are memory, ncpu");
+                "unknown setting '" + key + "': known settings are memory, ncpu, guest_forwards");
   }
   return s;
 }
@@ -68,7 +84,13 @@ Result<VmSettings> parse_settings(const std::string& text, int host_cpus, int ho
 }
 
 std::string format_settings(const VmSettings& s) {
-  return "memory=" + std::to_string(s.memory_gib) + "\nncpu=" + std::to_string(s.ncpu) + "\n";
+  std::string forwards;
+  for (uint32_t p : s.guest_forwards) {
+    if (!forwards.empty()) forwards += ';';
+    forwards += std::to_string(p);
+  }
+  return "memory=" + std::to_string(s.memory_gib) + "\nncpu=" + std::to_string(s.ncpu) +
+         "\nguest_forwards=" + forwards + "\n";
 }
 
 Result<VmSettings> load_settings(const std::string& path) {

@@ -2,7 +2,9 @@
 // configuration database takes them over.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <vector>
 #include <string>
 
 #include "base/result.h"
@@ -12,6 +14,9 @@ namespace pinata {
 struct VmSettings {
   int memory_gib = 2;
   int ncpu = 2;
+  // Guest vsock ports forwarded to $PINATA_HOME/vsock/00000003.%08x ("2376;1525"); 2376
+  // (the Docker API) is always forwarded.
+  std::vector<uint32_t> guest_forwards = {2376};
 };
 
 // Parses "key=value" lines ('#' comments, blank lines allowed). Unknown keys and bad values

@@ -35,11 +35,21 @@ TEST(Settings, RejectsUnknownKeys) {
   EXPECT_NE(s.error().message().find("known settings are memory, ncpu"), std::string::npos);
 }
 
+TEST(Settings, GuestForwardsAlwaysIncludeTheDockerPort) {
+  auto s = parse_settings("guest_forwards=1525; 5000;1525\n", 8, 16);
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->guest_forwards, (std::vector<uint32_t>{2376, 1525, 5000}));
+  EXPECT_EQ(*parse_settings(format_settings(*s), 8, 16), *s);
+  EXPECT_FALSE(parse_settings("guest_forwards=2376;x\n", 8, 16));
+  EXPECT_FALSE(parse_settings("guest_forwards=70000\n", 8, 16));
+}
+
 }  // namespace
 }  // namespace pinata
 
 namespace pinata {
 bool operator==(const VmSettings& a, const VmSettings& b) {
-  return a.memory_gib == b.memory_gib && a.ncpu == b.ncpu;
+  return a.memory_gib == b.memory_gib && a.ncpu == b.ncpu &&
+         a.guest_forwards == b.guest_forwards;
 }
 }  // namespace pinata

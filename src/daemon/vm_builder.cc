@@ -40,12 +40,12 @@ std::vector<std::string> QemuBuilder::argv() const {
   a.insert(a.end(), {"-drive", "file=" + c.data_disk +
                                    ",if=none,id=data,format=qcow2,discard=unmap,cache=writeback",
                      "-device", "virtio-blk-device,drive=data"});
-  a.insert(a.end(), {"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:" +
-                                    std::to_string(c.api_host_port) + "-:" +
-                                    std::to_string(c.api_guest_port),
-                     "-device", "virtio-net-device,netdev=net0"});
+  // Guest traffic out (DHCP, DNS, registries) through QEMU's user network; nothing in.
+  a.insert(a.end(), {"-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"});
   a.insert(a.end(), {"-device", "virtio-rng-device"});
-  a.insert(a.end(), {"-fw_cfg", "name=opt/pinata/token,file=" + c.token_file});
+  // vsock through pinata-vsock (vhost-user): the Docker API and, later, the other services.
+  a.insert(a.end(), {"-chardev", "socket,id=vsock,path=" + c.vsock_socket, "-device",
+                     "vhost-user-vsock-device,chardev=vsock"});
   a.insert(a.end(), {"-qmp", "unix:" + c.qmp_socket + ",server=on,wait=off"});
   return a;
 }

@@ -18,9 +18,7 @@ struct VmConfig {
   std::string root_image;  // read-only ext4 root
   std::string data_disk;   // Docker.qcow2
   std::string qmp_socket;
-  std::string token_file;  // passed to the guest through fw_cfg
-  int api_host_port = 0;   // host 127.0.0.1 port forwarded to the guest's API service
-  int api_guest_port = 2375;
+  std::string vsock_socket;  // vhost-user socket of pinata-vsock
   std::string hostname = "pinata";
   long tsc_khz = 0;        // 0: let the kernel calibrate
   std::vector<std::string> extra_cmdline;

@@ -16,8 +16,7 @@ VmConfig sample() {
   c.root_image = "/g/root.img";
   c.data_disk = "/h/Docker.qcow2";
   c.qmp_socket = "/h/qmp.sock";
-  c.token_file = "/h/token";
-  c.api_host_port = 40000;
+  c.vsock_socket = "/h/vhost-vsock.sock";
   c.tsc_khz = 2096015;
   return c;
 }
@@ -47,11 +46,14 @@ TEST(QemuBuilder, ChoosesTheAcceleratorItIsGiven) {
   EXPECT_TRUE(has_pair(kvm, "-cpu", "host"));
 }
 
-TEST(QemuBuilder, AttachesRootReadOnlyAndForwardsTheApiToLoopbackOnly) {
+TEST(QemuBuilder, AttachesRootReadOnlyAndVsockThroughVhostUserWithNoHostForwards) {
   auto argv = QemuBuilder(sample()).argv();
   EXPECT_TRUE(has_pair(argv, "-drive", "file=/g/root.img,if=none,id=root,format=raw,readonly=on"));
-  EXPECT_TRUE(has_pair(argv, "-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:40000-:2375"));
-  EXPECT_TRUE(has_pair(argv, "-fw_cfg", "name=opt/pinata/token,file=/h/token"));
+  EXPECT_TRUE(has_pair(argv, "-chardev", "socket,id=vsock,path=/h/vhost-vsock.sock"));
+  EXPECT_TRUE(has_pair(argv, "-device", "vhost-user-vsock-device,chardev=vsock"));
+  // The Docker API is not on TCP anywhere: no hostfwd on the user network.
+  EXPECT_TRUE(has_pair(argv, "-netdev", "user,id=net0"));
+  for (const auto& arg : argv) EXPECT_EQ(arg.find("hostfwd"), std::string::npos) << arg;
 }
 
 TEST(QemuBuilder, KernelCmdlineCarriesConsoleHostnameAndTsc) {

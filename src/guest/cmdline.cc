@@ -72,4 +72,13 @@ std::string hosts_file(std::string_view hostname) {
          "ff02::2\tip6-allrouters\n";
 }
 
+std::string strip_whitespace(std::string_view s) {
+  auto space = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+  };
+  while (!s.empty() && space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && space(s.back())) s.remove_suffix(1);
+  return std::string(s);
+}
+
 }  // namespace pinata::guest

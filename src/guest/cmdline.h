@@ -15,6 +15,9 @@ inline constexpr std::string_view kDefaultHostname = "pinata";
 // one word, quotes removed), as the kernel's own parser does.
 std::vector<std::string> split_cmdline(std::string_view cmdline);
 
+// `s` without leading and trailing ASCII whitespace (sysfs files end in "\n").
+std::string strip_whitespace(std::string_view s);
+
 // The value of the last `key=value` word, or nullopt if `key` is absent. A bare `key` word
 // (no '=') has the value "".
 std::optional<std::string> cmdline_value(std::string_view cmdline, std::string_view key);

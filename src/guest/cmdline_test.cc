@@ -53,5 +53,11 @@ TEST(Cmdline, HostsFileMapsHostnameToLoopback) {
   EXPECT_NE(hosts.find("127.0.1.1\tbox\n"), std::string::npos);
 }
 
+TEST(Text, StripWhitespaceTrimsBothEnds) {
+  EXPECT_EQ(strip_whitespace("  tok\n"), "tok");
+  EXPECT_EQ(strip_whitespace("\t\r\n"), "");
+  EXPECT_EQ(strip_whitespace("a b"), "a b");
+}
+
 }  // namespace
 }  // namespace pinata::guest

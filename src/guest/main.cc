@@ -16,7 +16,7 @@
 
 #include "base/io.h"
 #include "base/log.h"
-#include "guest/api_service.h"
+#include "guest/docker_vsock.h"
 #include "guest/boot_clock.h"
 #include "guest/cmdline.h"
 #include "guest/disk_setup.h"
@@ -179,7 +179,7 @@ std::vector<std::string> dockerd_argv() {
   supervisor.start("dockerd", dockerd_argv());
 
   // 9, 11. Host-facing services.
-  start_api_service(ApiServiceConfig{});
+  start_docker_vsock_service(DockerVsockConfig{});
   start_power_button_watch();
   // A root shell on the serial console (`pinata console`; the host side is pinatad's 0600
   // control socket). Restarted when the user exits it. setsid forks (the supervisor made us

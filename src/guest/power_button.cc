@@ -15,7 +15,7 @@
 #include "base/fd.h"
 #include "base/io.h"
 #include "base/log.h"
-#include "guest/handshake.h"
+#include "guest/cmdline.h"
 #include "guest/shutdown.h"
 
 namespace pinata::guest {

@@ -10,7 +10,8 @@ kernel_release=$(cat "$PINATA_GUEST_DIR/kernel.release")
 expect_exit 0 "pinata start from nothing" "$PINATA" start
 start_out=$out
 check "start prints how to use the socket" contains "$start_out" "DOCKER_HOST=unix://$PINATA_HOME/docker.sock"
-check "docker.sock is a socket with mode 0600" test "$(stat -c %a:%F "$PINATA_HOME/docker.sock")" = "600:socket"
+check "docker.sock is a socket with mode 0600" test "$(stat -L -c %a:%F "$PINATA_HOME/docker.sock")" = "600:socket"
+check "the socket directory is private" test "$(stat -c %a "$PINATA_HOME/vsock")" = 700
 check "vm.args holds the hypervisor command line" grep -q -- "-kernel $PINATA_GUEST_DIR/vmlinux" "$PINATA_HOME/vm.args"
 check "the log says which accelerator and why" grep -Eq "using (TCG|KVM)" "$PINATA_HOME/log/pinatad.log"
 check "the health check logged its progress" grep -q "Docker is responding" "$PINATA_HOME/log/pinatad.log"
@@ -60,6 +61,11 @@ check "... the container is gone" test -z "$out"
 expect_exit 0 "pinata console runs a command in the guest" \
   sh -c "printf 'echo console-\$((40+2))\n' | '$PINATA' console"
 check "... and shows its output" contains "$out" "console-42"
+expect_exit 0 "nothing listens on TCP in the guest (the API is on vsock)" \
+  sh -c "printf 'echo tcp-listeners=\$(ss -Hltn | wc -l)\n' | '$PINATA' console"
+check "... none" contains "$out" "tcp-listeners=0"
+check "no pinata process listens on TCP on the host" \
+  sh -c "! ss -Hltnp | grep -E 'qemu-system|pinata'"
 
 # Many concurrent API connections through docker.sock.
 pids=()

@@ -1,0 +1,20 @@
+// The Docker API over vsock: the guest listens on vsock port 2376 and proxies every
+// connection to dockerd's /var/run/docker.sock. On the host, pinata-vsock forwards
+// $PINATA_HOME/vsock/00000003.00000948 (and so docker.sock) to this port. No handshake: the
+// only way in is the host user's 0600 socket directory.
+#pragma once
+
+#include <string>
+
+namespace pinata::guest {
+
+struct DockerVsockConfig {
+  unsigned port = 2376;
+  std::string docker_socket = "/var/run/docker.sock";
+};
+
+// Listens (retrying while the vsock transport module is still loading) and serves on
+// detached threads.
+void start_docker_vsock_service(const DockerVsockConfig& config);
+
+}  // namespace pinata::guest
