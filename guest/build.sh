@@ -208,7 +208,8 @@ MOUNTS=()          # work tmpfs
 CHROOT_MOUNTS=()   # proc/sys/dev inside the root fs being built
 umount_under() { # lazily unmount every mount point at or below $1, deepest first
     local m
-    awk '{ print $2 }' /proc/self/mounts | grep -E "^$1(/|\$)" | sort -r | while read -r m; do
+    # (grep finding nothing is the normal case: it must not trip errexit in the EXIT trap)
+    { awk '{ print $2 }' /proc/self/mounts | grep -E "^$1(/|\$)" || true; } | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
 }
@@ -217,6 +218,7 @@ cleanup() {
     for ((i = ${#CHROOT_MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${CHROOT_MOUNTS[$i]}" 2>/dev/null || true; done
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
     for i in "${TMPDIRS[@]}"; do [ -n "$i" ] && { umount_under "$i"; rm -rf --one-file-system "$i"; }; done
+    return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -3,12 +3,18 @@
 //
 //   vsock-tool serve ADDR MODE [BYTES]     MODE: echo | sink | source | once
 //   vsock-tool client ADDR MODE [BYTES]    MODE: send | recv | echo | hello
+//   vsock-tool client ADDR conns|pings SECONDS   connections per second: a 1-byte echo round
+//                                               trip (against serve echo) or GET /_ping
 //   ADDR: vsock:CID:PORT (serve: CID ignored) | unix:PATH | unix:PATH@CID.PORT (client only:
-//         writes the DIR/connect handshake "%08x.%08x\n" first)
+//         writes the DIR/connect handshake "%08x.%08x\n" first) | tcp:IPV4:PORT (benchmarks
+//         against QEMU's user-network forwarding)
 //
 // Data is a deterministic pattern; receivers check every byte and print
 // "RESULT <what> bytes=N ok=0|1 secs=S MiB/s=R".
 #include <linux/vm_sockets.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -40,6 +46,8 @@ double now() {
 
 struct Addr {
   bool vsock = false;
+  bool tcp = false;
+  std::string ip;
   unsigned cid = 0, port = 0;
   std::string path;
   std::string handshake;
@@ -50,6 +58,12 @@ Addr parse(const std::string& s) {
   if (s.rfind("vsock:", 0) == 0) {
     a.vsock = true;
     std::sscanf(s.c_str() + 6, "%u:%u", &a.cid, &a.port);
+  } else if (s.rfind("tcp:", 0) == 0) {
+    a.tcp = true;
+    std::string rest = s.substr(4);
+    size_t colon = rest.rfind(':');
+    a.ip = rest.substr(0, colon);
+    a.port = static_cast<unsigned>(std::atoi(rest.c_str() + colon + 1));
   } else if (s.rfind("unix:", 0) == 0) {
     std::string rest = s.substr(5);
     size_t at = rest.find('@');
@@ -121,7 +135,17 @@ void result(const char* what, uint64_t bytes, bool ok, double t0) {
 
 int do_connect(const Addr& a) {
   int fd;
-  if (a.vsock) {
+  if (a.tcp) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(a.port));
+    ::inet_pton(AF_INET, a.ip.c_str(), &sa.sin_addr);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) die("connect");
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  } else if (a.vsock) {
     fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) die("socket");
     sockaddr_vm sa{};
@@ -146,7 +170,17 @@ int do_connect(const Addr& a) {
 
 int do_listen(const Addr& a) {
   int fd;
-  if (a.vsock) {
+  if (a.tcp) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(a.port));
+    ::inet_pton(AF_INET, a.ip.c_str(), &sa.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) die("bind");
+  } else if (a.vsock) {
     fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) die("socket");
     sockaddr_vm sa{};
@@ -223,6 +257,34 @@ int main(int argc, char** argv) {
     }
   }
   double t0 = now();
+  if (mode == "conns" || mode == "pings") {
+    // BYTES is the duration in seconds here.
+    double until = t0 + static_cast<double>(bytes ? bytes : 5);
+    uint64_t count = 0;
+    bool ok = true;
+    const std::string request =
+        mode == "pings" ? "GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n" : std::string("x");
+    while (now() < until) {
+      int c = do_connect(a);
+      write_all(c, request.data(), request.size());
+      if (mode == "conns") ::shutdown(c, SHUT_WR);
+      char buf[4096];
+      std::string reply;
+      for (;;) {
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        reply.append(buf, static_cast<size_t>(n));
+      }
+      ::close(c);
+      if (mode == "conns" ? reply != "x" : reply.find("OK") == std::string::npos) ok = false;
+      count++;
+    }
+    double secs = now() - t0;
+    std::printf("RESULT client-%s conns=%llu ok=%d secs=%.2f conns/s=%.1f\n", mode.c_str(),
+                static_cast<unsigned long long>(count), ok ? 1 : 0, secs, count / secs);
+    return ok ? 0 : 1;
+  }
   int fd = do_connect(a);
   if (mode == "send") {
     send_pattern(fd, bytes);
