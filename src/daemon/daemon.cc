@@ -132,6 +132,36 @@ Status Daemon::prepare() {
   return {};
 }
 
+// Starts a child that dies with pinatad (PR_SET_PDEATHSIG), whatever kills pinatad, with
+// signals unblocked, `stdio_fd` as its stdin and stdout (/dev/null and pinatad's log when
+// -1), and stderr left as pinatad's log.
+static Result<pid_t> spawn_supervised(const std::vector<std::string>& argv, int stdio_fd) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t parent = getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) return fail_errno("fork");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (stdio_fd >= 0) {
+      ::dup2(stdio_fd, 0);
+      ::dup2(stdio_fd, 1);
+    } else {
+      int devnull = ::open("/dev/null", O_RDONLY);
+      if (devnull >= 0) ::dup2(devnull, 0);
+    }
+    ::execvp(args[0], args.data());
+    dprintf(2, "cannot run %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+  return pid;
+}
+
 // A program installed next to pinatad, or where the build tree puts it.
 static std::string find_program(const char* name, const char* build_subdir) {
   char buf[4096];
@@ -152,26 +182,8 @@ Status Daemon::spawn_vsock(const std::vector<uint32_t>& forwards) {
   std::vector<std::string> argv = {exe, "--socket", paths_.vsock_vhost, "--dir", paths_.vsock_dir,
                                    "--cid", "3"};
   for (uint32_t port : forwards) argv.insert(argv.end(), {"--forward", std::to_string(port)});
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
   ::unlink(paths_.vsock_vhost.c_str());
-  pid_t parent = getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) return fail_errno("fork");
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, 0);
-    ::execv(args[0], args.data());
-    ::execvp(args[0], args.data());
-    dprintf(2, "cannot run %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
-  }
+  TRY_ASSIGN(pid_t pid, spawn_supervised(argv, -1));
   vsock_pid_ = pid;
   // QEMU needs the backend's socket when it starts.
   for (int i = 0; i < 200; i++) {
@@ -207,29 +219,12 @@ Status Daemon::spawn_hypervisor() {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return fail_errno("socketpair");
   console_fd_.reset(sv[0]);
-  std::vector<char*> args;
-  for (const auto& a : argv_) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t parent = getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) return fail_errno("fork");
-  if (pid == 0) {
-    // The hypervisor dies with pinatad, whatever kills pinatad.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::dup2(sv[1], 0);
-    ::dup2(sv[1], 1);
-    // stderr stays pinatad's log.
-    ::execvp(args[0], args.data());
-    dprintf(2, "cannot run %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
-  }
+  // The serial console is QEMU's stdio.
+  auto pid = spawn_supervised(argv_, sv[1]);
   ::close(sv[1]);
-  qemu_pid_ = pid;
-  log::info("hypervisor started (pid %d)", pid);
+  if (!pid) return fail(pid.error());
+  qemu_pid_ = *pid;
+  log::info("hypervisor started (pid %d)", qemu_pid_);
   return {};
 }
 
