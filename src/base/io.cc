@@ -1,9 +1,6 @@
 #include "base/io.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -159,52 +156,12 @@ Result<UniqueFd> unix_connect(const std::string& path) {
   return fd;
 }
 
-Result<UniqueFd> tcp_connect(const std::string& host, int port) {
-  struct sockaddr_in addr;
-  std::memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    return fail(ErrorKind::kInvalidInput, "not an IPv4 address: " + host);
-  }
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return fail_errno("socket");
-  int rc;
-  do {
-    rc = ::connect(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr);
-  } while (rc != 0 && errno == EINTR);
-  if (rc != 0) return fail_errno("connect " + host + ":" + std::to_string(port));
-  int one = 1;
-  ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
-
 Status set_nonblocking(int fd, bool on) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) return fail_errno("fcntl");
   flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
   if (::fcntl(fd, F_SETFL, flags) != 0) return fail_errno("fcntl");
   return {};
-}
-
-Status set_cloexec(int fd, bool on) {
-  int flags = ::fcntl(fd, F_GETFD);
-  if (flags < 0) return fail_errno("fcntl");
-  flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
-  if (::fcntl(fd, F_SETFD, flags) != 0) return fail_errno("fcntl");
-  return {};
-}
-
-Result<bool> wait_readable(int fd, std::chrono::milliseconds timeout) {
-  struct pollfd pfd = {fd, POLLIN, 0};
-  for (;;) {
-    int rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
-    if (rc < 0) {
-      if (errno == EINTR) continue;
-      return fail_errno("poll");
-    }
-    return rc > 0;
-  }
 }
 
 std::string path_join(std::string_view dir, std::string_view name) {

@@ -3,7 +3,6 @@
 
 #include <sys/types.h>
 
-#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -30,15 +29,9 @@ Status make_dirs(const std::string& path, mode_t mode = 0755);
 Result<UniqueFd> unix_listen(const std::string& path, mode_t mode = 0600, int backlog = 512);
 // Connects to a unix stream socket.
 Result<UniqueFd> unix_connect(const std::string& path);
-// Connects to a TCP address "host:port" (IPv4 literal).
-Result<UniqueFd> tcp_connect(const std::string& host, int port);
 
-// Sets O_NONBLOCK / FD_CLOEXEC.
+// Sets O_NONBLOCK.
 Status set_nonblocking(int fd, bool on = true);
-Status set_cloexec(int fd, bool on = true);
-
-// Waits until `fd` is readable; false on timeout.
-Result<bool> wait_readable(int fd, std::chrono::milliseconds timeout);
 
 // Joins a directory and a name with exactly one '/'.
 std::string path_join(std::string_view dir, std::string_view name);

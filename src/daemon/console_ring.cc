@@ -8,8 +8,8 @@
 
 namespace pinata {
 
-ConsoleRing::ConsoleRing(std::string path, size_t max_bytes, size_t tail_bytes)
-    : path_(std::move(path)), max_bytes_(max_bytes), tail_bytes_(tail_bytes) {}
+ConsoleRing::ConsoleRing(std::string path, size_t max_bytes)
+    : path_(std::move(path)), max_bytes_(max_bytes) {}
 
 Status ConsoleRing::open() {
   std::lock_guard lock(mutex_);
@@ -24,8 +24,6 @@ Status ConsoleRing::open() {
 
 Status ConsoleRing::append(std::string_view data) {
   std::lock_guard lock(mutex_);
-  tail_.append(data);
-  if (tail_.size() > tail_bytes_) tail_.erase(0, tail_.size() - tail_bytes_);
   if (!fd_) return fail(ErrorKind::kInternal, "console ring not open");
   TRY(write_all(fd_.get(), data));
   size_ += data.size();
@@ -45,34 +43,6 @@ Status ConsoleRing::trim_file() {
   if (!fd_) return fail_errno(path_);
   size_ = content.size() - start;
   return {};
-}
-
-std::string ConsoleRing::last_lines(size_t n) const {
-  std::lock_guard lock(mutex_);
-  std::string_view t = tail_;
-  while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.remove_suffix(1);
-  size_t pos = t.size();
-  size_t lines = 0;
-  while (pos > 0) {
-    size_t nl = t.rfind('\n', pos - 1);
-    lines++;
-    if (nl == std::string_view::npos) {
-      pos = 0;
-      break;
-    }
-    if (lines == n) {
-      pos = nl + 1;
-      break;
-    }
-    pos = nl;
-  }
-  std::string out(t.substr(pos));
-  // Serial consoles print CRLF; the report is for humans.
-  std::string clean;
-  for (char c : out) {
-    if (c != '\r') clean += c;
-  }
-  return clean;
 }
 
 size_t ConsoleRing::file_size() const {

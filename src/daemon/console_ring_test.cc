@@ -51,13 +51,5 @@ TEST(ConsoleRing, SurvivesReopenAcrossBoots) {
   EXPECT_EQ(*read_file(path), "boot 1\nboot 2\n");
 }
 
-TEST(ConsoleRing, LastLinesReturnsTheTailWithoutCarriageReturns) {
-  ConsoleRing ring(temp_path(), 1 << 20);
-  ASSERT_TRUE(ring.open());
-  ASSERT_TRUE(ring.append("a\r\nb\r\nc\r\nd\r\n"));
-  EXPECT_EQ(ring.last_lines(2), "c\nd");
-  EXPECT_EQ(ring.last_lines(10), "a\nb\nc\nd");
-}
-
 }  // namespace
 }  // namespace pinata

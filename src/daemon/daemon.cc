@@ -353,9 +353,6 @@ void Daemon::handle_control(UniqueFd client) {
     } else {
       reply("failed " + (why.empty() ? std::string("the VM is ") + vm_state_name(s) : why) + "\n");
     }
-  } else if (cmd == "tail") {
-    int n = std::clamp(std::atoi(arg.c_str()), 1, 200);
-    reply(ring_.last_lines(static_cast<size_t>(n)) + "\n");
   } else if (cmd == "stop") {
     int timeout_s = arg.empty() ? 30 : std::max(1, std::atoi(arg.c_str()));
     reply("stopping\n");
