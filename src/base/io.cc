@@ -164,6 +164,20 @@ Status set_nonblocking(int fd, bool on) {
   return {};
 }
 
+std::string find_program(const std::string& name, const std::string& build_subdir) {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) {
+    std::string dir(buf, static_cast<size_t>(n));
+    dir.resize(dir.rfind('/'));
+    for (const std::string& candidate :
+         {dir + "/" + name, dir + "/../" + build_subdir + "/" + name}) {
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+  }
+  return name;
+}
+
 std::string path_join(std::string_view dir, std::string_view name) {
   std::string out(dir);
   while (!out.empty() && out.back() == '/') out.pop_back();

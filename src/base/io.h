@@ -33,6 +33,10 @@ Result<UniqueFd> unix_connect(const std::string& path);
 // Sets O_NONBLOCK.
 Status set_nonblocking(int fd, bool on = true);
 
+// A pinata program installed next to the running one, or where the build tree puts it
+// (<build>/src/<build_subdir>/<name>); otherwise `name`, to be found on PATH.
+std::string find_program(const std::string& name, const std::string& build_subdir);
+
 // Joins a directory and a name with exactly one '/'.
 std::string path_join(std::string_view dir, std::string_view name);
 

@@ -14,25 +14,11 @@
 namespace pinata::cli {
 namespace {
 
-std::string pinatad_path() {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n > 0) {
-    std::string self(buf, static_cast<size_t>(n));
-    std::string dir = self.substr(0, self.rfind('/'));
-    for (const char* rel : {"/pinatad", "/../daemon/pinatad"}) {
-      std::string candidate = dir + rel;
-      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    }
-  }
-  return "pinatad";  // from PATH
-}
-
 // Starts pinatad detached from this terminal; returns its start-up verdict.
 Status spawn_daemon(const Paths& paths) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return fail_errno("pipe");
-  std::string exe = pinatad_path();
+  std::string exe = find_program("pinatad", "daemon");
   pid_t pid = ::fork();
   if (pid < 0) return fail_errno("fork");
   if (pid == 0) {

@@ -162,21 +162,6 @@ static Result<pid_t> spawn_supervised(const std::vector<std::string>& argv, int 
   return pid;
 }
 
-// A program installed next to pinatad, or where the build tree puts it.
-static std::string find_program(const char* name, const char* build_subdir) {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n > 0) {
-    std::string dir(buf, static_cast<size_t>(n));
-    dir.resize(dir.rfind('/'));
-    for (const std::string& candidate :
-         {dir + "/" + name, dir + "/../" + build_subdir + "/" + name}) {
-      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    }
-  }
-  return name;  // from PATH
-}
-
 Status Daemon::spawn_vsock(const std::vector<uint32_t>& forwards) {
   std::string exe = find_program("pinata-vsock", "vsock");
   std::vector<std::string> argv = {exe, "--socket", paths_.vsock_vhost, "--dir", paths_.vsock_dir,
