@@ -57,6 +57,10 @@ void Connection::close(bool rst, std::string reason) {
 
 void Connection::abort() { close(false, "aborted"); }
 
+void Connection::give_up(std::string reason) {
+  close(state_ != State::kRequestPending, std::move(reason));
+}
+
 void Connection::on_guest_packet(const Header& h, std::span<const uint8_t> payload) {
   if (state_ == State::kClosed || state_ == State::kDraining) return;
   credit_.on_peer_header(h);

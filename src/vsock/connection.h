@@ -84,6 +84,9 @@ class Connection {
   void on_socket_events(uint32_t events);
   // The frontend or guest went away: close without telling the guest anything.
   void abort();
+  // Gives up on a host-initiated connection the guest has not answered: closes the socket
+  // and, if the REQUEST already went out, resets the guest's half.
+  void give_up(std::string reason);
 
   // Whether next_packet() has something to send.
   bool wants_rx() const;

@@ -378,6 +378,74 @@ TEST_F(DeviceTest, GuestRefusalClosesTheHostConnection) {
   EXPECT_EQ(muxer_->connection_count(), 0u);
 }
 
+TEST_F(DeviceTest, HostConnectTheGuestNeverAnswersTimesOut) {
+  MuxerConfig config;
+  config.forwards = {2376};
+  config.connect_timeout = std::chrono::milliseconds(300);
+  start(config);
+  UniqueFd client = connect_unix("00000003.00000948");
+  auto ps = pump_until(has_op(VIRTIO_VSOCK_OP_REQUEST));
+  const Packet* req = find_op(ps, VIRTIO_VSOCK_OP_REQUEST);
+  ASSERT_NE(req, nullptr);
+  uint32_t host_port = req->h.src_port;
+
+  // The guest never sends RESPONSE or RST.
+  bool eof = host_sees_eof(client.get(), 3000);
+  auto later = pump_until(has_op(VIRTIO_VSOCK_OP_RST), 1000);
+
+  EXPECT_TRUE(eof);
+  const Packet* rst = find_op(later, VIRTIO_VSOCK_OP_RST);
+  ASSERT_NE(rst, nullptr);  // the guest's half is reset, in case it answers late
+  EXPECT_EQ(rst->h.src_port, host_port);
+  EXPECT_EQ(rst->h.dst_port, 2376u);
+  EXPECT_EQ(muxer_->connection_count(), 0u);
+}
+
+// A unix listener with backlog 0 takes one connection; the next connect gets EAGAIN.
+static UniqueFd listen_full(const std::string& path, UniqueFd& filler) {
+  auto l = unix_listen(path, 0600, 0);
+  EXPECT_TRUE(l.has_value());
+  filler = unix_connect(path).value_or(UniqueFd());
+  EXPECT_TRUE(filler.valid());
+  return l ? std::move(*l) : UniqueFd();
+}
+
+TEST_F(DeviceTest, GuestConnectWaitsForRoomInAFullBacklog) {
+  MuxerConfig config;
+  config.backlog_retry = std::chrono::milliseconds(3000);
+  start(config);
+  UniqueFd filler;
+  UniqueFd listener = listen_full(path_join(dir_, "00000002.00000400"), filler);
+
+  guest_->send(guest_->to_host(VIRTIO_VSOCK_OP_REQUEST, 5000, 0x400));
+  auto early = pump(400);
+  UniqueFd first(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));  // makes room
+  auto ps = pump_until(has_op(VIRTIO_VSOCK_OP_RESPONSE));
+  UniqueFd second(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+
+  EXPECT_EQ(find_op(early, VIRTIO_VSOCK_OP_RST), nullptr);
+  EXPECT_EQ(find_op(early, VIRTIO_VSOCK_OP_RESPONSE), nullptr);
+  EXPECT_NE(find_op(ps, VIRTIO_VSOCK_OP_RESPONSE), nullptr);
+  EXPECT_TRUE(second.valid());
+  EXPECT_EQ(muxer_->connection_count(), 1u);
+}
+
+TEST_F(DeviceTest, GuestConnectToAFullBacklogIsResetAfterTheRetryWindow) {
+  MuxerConfig config;
+  config.backlog_retry = std::chrono::milliseconds(300);
+  start(config);
+  UniqueFd filler;
+  UniqueFd listener = listen_full(path_join(dir_, "00000002.00000400"), filler);
+
+  guest_->send(guest_->to_host(VIRTIO_VSOCK_OP_REQUEST, 5000, 0x400));
+  auto ps = pump_until(has_op(VIRTIO_VSOCK_OP_RST), 3000);
+
+  const Packet* rst = find_op(ps, VIRTIO_VSOCK_OP_RST);
+  ASSERT_NE(rst, nullptr);
+  EXPECT_EQ(rst->h.dst_port, 5000u);
+  EXPECT_EQ(muxer_->connection_count(), 0u);
+}
+
 TEST_F(DeviceTest, ShutdownHalvesMapToTheUnixSocket) {
   MuxerConfig config;
   config.forwards = {2376};

@@ -216,7 +216,10 @@ void Muxer::on_timer() {
       ++it;
     }
   }
-  if (pending_.empty() && timer_armed_) {
+  retry_connects();
+  expire_connects(now);
+  notify_rx();
+  if (!timer_needed() && timer_armed_) {
     struct itimerspec its {};
     ::timerfd_settime(timer_.get(), 0, &its, nullptr);
     timer_armed_ = false;
@@ -242,6 +245,9 @@ void Muxer::open_to_guest(UniqueFd fd, uint32_t guest_port) {
   add_connection(std::make_unique<Connection>(Connection::Origin::kHost, config_.guest_cid,
                                               host_port, guest_port, std::move(fd),
                                               config_.buf_alloc));
+  connecting_[key_of(host_port, guest_port)] =
+      std::chrono::steady_clock::now() + config_.connect_timeout;
+  arm_timer();
   log::debug("host -> guest port %u (host port %u)", guest_port, host_port);
 }
 
@@ -260,12 +266,12 @@ void Muxer::add_connection(std::unique_ptr<Connection> conn) {
   update(key);
 }
 
-void Muxer::connect_to_host(const Header& request) {
+bool Muxer::connect_to_host(const Header& request, bool retry_allowed) {
   if (conns_.size() >= config_.max_connections) {
     log_.warn("connection limit (%zu) reached: refusing guest connect to port %u",
               config_.max_connections, request.dst_port);
     reply_reset(request);
-    return;
+    return true;
   }
   std::string path = path_join(config_.dir, port_socket_name(kHostCid, request.dst_port));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -278,27 +284,81 @@ void Muxer::connect_to_host(const Header& request) {
     err = ENAMETOOLONG;
   } else {
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    // AF_UNIX connects complete (or fail) at once; EAGAIN means the listener's backlog is
-    // full, which we treat as a refusal rather than stall the loop.
+    // AF_UNIX connects complete (or fail) at once. EAGAIN means the listener's backlog is
+    // full: the caller retries from the timer rather than stall the loop.
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) err = errno;
   }
+  if (err == EAGAIN && retry_allowed) return false;
   if (err != 0) {
     log_.warn("guest connect to host port %u (%s): %s; resetting", request.dst_port, path.c_str(),
               std::strerror(err));
     reply_reset(request);
-    return;
+    return true;
   }
   log::debug("guest port %u -> host port %u", request.src_port, request.dst_port);
   add_connection(std::make_unique<Connection>(
       Connection::accept_guest(request, config_.guest_cid, std::move(fd), config_.buf_alloc)));
+  return true;
+}
+
+void Muxer::retry_connects() {
+  auto now = std::chrono::steady_clock::now();
+  for (size_t n = retries_.size(); n > 0; n--) {
+    Retry r = retries_.front();
+    retries_.pop_front();
+    if (!connect_to_host(r.request, now < r.deadline)) retries_.push_back(r);
+  }
+}
+
+void Muxer::expire_connects(std::chrono::steady_clock::time_point now) {
+  for (auto it = connecting_.begin(); it != connecting_.end();) {
+    auto c = conns_.find(it->first);
+    bool waiting = c != conns_.end() &&
+                   (c->second.conn->state() == Connection::State::kRequestPending ||
+                    c->second.conn->state() == Connection::State::kAwaitingResponse);
+    if (!waiting) {
+      it = connecting_.erase(it);
+      continue;
+    }
+    if (now < it->second) {
+      ++it;
+      continue;
+    }
+    log_.warn("guest port %u did not answer a connect within %lld ms; closing it",
+              c->second.conn->guest_port(), static_cast<long long>(config_.connect_timeout.count()));
+    c->second.conn->give_up("connect timed out");
+    Key key = it->first;
+    it = connecting_.erase(it);
+    update(key);
+  }
+}
+
+bool Muxer::timer_needed() const {
+  return !pending_.empty() || !retries_.empty() || !connecting_.empty();
 }
 
 void Muxer::on_guest_packet(const Header& h, std::span<const uint8_t> payload) {
   Key key = key_of(h.dst_port, h.src_port);
   if (conns_.find(key) == conns_.end()) {
     if (h.op == VIRTIO_VSOCK_OP_REQUEST) {
-      connect_to_host(h);
-    } else if (h.op != VIRTIO_VSOCK_OP_RST) {
+      for (const Retry& r : retries_) {
+        if (r.request.src_port == h.src_port && r.request.dst_port == h.dst_port) return;
+      }
+      if (connect_to_host(h, true)) return;
+      if (retries_.size() >= config_.max_retrying_connects) {
+        log_.warn("host port %u: backlog full and %zu connects waiting; resetting", h.dst_port,
+                  retries_.size());
+        reply_reset(h);
+        return;
+      }
+      retries_.push_back({h, std::chrono::steady_clock::now() + config_.backlog_retry});
+      arm_timer();
+    } else if (h.op == VIRTIO_VSOCK_OP_RST) {
+      // The guest gave up on a connect still waiting for backlog room.
+      std::erase_if(retries_, [&](const Retry& r) {
+        return r.request.src_port == h.src_port && r.request.dst_port == h.dst_port;
+      });
+    } else {
       log::debug("%s for no connection (%u -> %u): RST", op_name(h.op), h.src_port, h.dst_port);
       reply_reset(h);
     }
@@ -413,6 +473,8 @@ void Muxer::reset_all() {
   resets_.clear();
   for (auto& [fd, p] : pending_) (void)loop_.remove(fd);
   pending_.clear();
+  retries_.clear();
+  connecting_.clear();
   if (n > 0) log::info("closed %zu vsock connections", n);
 }
 

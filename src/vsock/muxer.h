@@ -58,6 +58,13 @@ struct MuxerConfig {
   uint32_t buf_alloc = 256 * 1024;  // receive buffer advertised per connection
   size_t max_connections = 4096;
   std::chrono::milliseconds handshake_timeout{5000};
+  // A host-initiated connection the guest neither accepts nor refuses in this time is closed
+  // (and reset in the guest).
+  std::chrono::milliseconds connect_timeout{10000};
+  // A guest connect that finds the host listener's backlog full is retried for this long
+  // (every timer tick) before the guest gets a reset. Linux guests wait 2 s by default.
+  std::chrono::milliseconds backlog_retry{1500};
+  size_t max_retrying_connects = 1024;
   size_t max_queued_resets = 4096;  // RSTs for unknown connections waiting for RX buffers
 };
 
@@ -108,6 +115,11 @@ class Muxer {
     std::string buf;
     std::chrono::steady_clock::time_point deadline;
   };
+  // A guest connect waiting for room in a host listener's backlog.
+  struct Retry {
+    Header request;
+    std::chrono::steady_clock::time_point deadline;
+  };
   using Key = uint64_t;
   static Key key_of(uint32_t host_port, uint32_t guest_port) {
     return (uint64_t{host_port} << 32) | guest_port;
@@ -121,7 +133,12 @@ class Muxer {
   void arm_timer();
   void open_to_guest(UniqueFd fd, uint32_t guest_port);
   uint32_t allocate_host_port(uint32_t guest_port);
-  void connect_to_host(const Header& request);
+  // Connects a guest REQUEST to its host listener. Returns false (and leaves the guest
+  // unanswered) if the listener's backlog is full and `retry_allowed`.
+  bool connect_to_host(const Header& request, bool retry_allowed);
+  void retry_connects();
+  void expire_connects(std::chrono::steady_clock::time_point now);
+  bool timer_needed() const;
   void add_connection(std::unique_ptr<Connection> conn);
   void on_socket(Key key, uint32_t events);
   void on_draining_socket(int fd, uint32_t events);
@@ -136,6 +153,9 @@ class Muxer {
   std::function<void()> rx_notify_;
   std::vector<std::pair<UniqueFd, std::string>> listeners_;  // fd, path
   std::unordered_map<int, Pending> pending_;
+  std::deque<Retry> retries_;
+  // Host-initiated connections not yet answered by the guest, with their deadlines.
+  std::unordered_map<Key, std::chrono::steady_clock::time_point> connecting_;
   UniqueFd timer_;
   bool timer_armed_ = false;
   std::unordered_map<Key, Entry> conns_;
