@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/client.h"
+#include "cli/config_cmds.h"
 
 namespace {
 
@@ -25,7 +26,17 @@ void print_help() {
       "  logs [-f] [--console]\n"
       "                  pinatad's log, or everything the serial console printed\n"
       "  console         attach to the VM's serial console (Ctrl-] detaches)\n"
-      "  help            this text\n");
+      "  help            this text\n"
+      "\nSettings (the git repository $PINATA_HOME/database; pinatad need not run):\n"
+      "  list [--json] [--all]\n"
+      "                  every setting with its value, parameters and options\n"
+      "  get KEY         a setting's value (KEY: memory, daemon, hostname, sysctl, ...)\n"
+      "  set KEY VALUE [PARAM=VALUE ...]\n"
+      "                  change settings in one commit, e.g. 'set hypervisor qemu memory=4';\n"
+      "                  VALUE '-' reads standard input, '@FILE' a file\n"
+      "  history [KEY] [-n N]\n"
+      "                  the commits that changed the settings (or KEY), newest first\n"
+      "  revert COMMIT   undo one commit's changes in a new commit\n");
 }
 
 }  // namespace
@@ -45,6 +56,11 @@ int main(int argc, char** argv) {
   if (cmd == "status") return cmd_status(paths, args);
   if (cmd == "logs") return cmd_logs(paths, args);
   if (cmd == "console") return cmd_console(paths, args);
+  if (cmd == "list") return cmd_list(paths, args);
+  if (cmd == "get") return cmd_get(paths, args);
+  if (cmd == "set") return cmd_set(paths, args);
+  if (cmd == "history") return cmd_history(paths, args);
+  if (cmd == "revert") return cmd_revert(paths, args);
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     print_help();
     return kExitOk;
