@@ -9,6 +9,7 @@
 
 #include "base/io.h"
 #include "cli/client.h"
+#include "cli/config_cmds.h"
 #include "daemon/settings.h"
 
 namespace pinata::cli {
@@ -89,26 +90,12 @@ int cmd_start(const Paths& paths, const std::vector<std::string>& args) {
     std::fprintf(stderr, "pinata: %s\n", home.error().message().c_str());
     return kExitFailure;
   }
+  // --memory/--cpus are settings in the configuration database, like `pinata set`: one
+  // commit, validated by the schema (a refusal changes nothing and starts nothing).
   if (!changes.empty()) {
-    auto settings = load_settings(paths.settings);
-    if (!settings) {
-      std::fprintf(stderr, "pinata: %s\n", settings.error().message().c_str());
-      return kExitFailure;
-    }
-    VmSettings s = *settings;
-    for (const auto& [key, val] : changes) {
-      auto next = apply_setting(s, key, val, host_cpu_count(), host_memory_gib());
-      if (!next) {
-        std::fprintf(stderr, "pinata: %s\n", next.error().message().c_str());
-        return kExitUsage;
-      }
-      s = *next;
-    }
-    auto written = write_file_atomic(paths.settings, format_settings(s), 0600);
-    if (!written) {
-      std::fprintf(stderr, "pinata: %s\n", written.error().message().c_str());
-      return kExitFailure;
-    }
+    std::vector<std::string> set_args = {"hypervisor", "qemu"};
+    for (const auto& [key, val] : changes) set_args.push_back(key + "=" + val);
+    if (int rc = cmd_set(paths, set_args); rc != kExitOk) return rc;
   }
 
   DaemonProbe probe = probe_daemon(paths);
@@ -117,7 +104,7 @@ int cmd_start(const Paths& paths, const std::vector<std::string>& args) {
     if (status && status->find("state=running") != std::string::npos) {
       std::printf("pinata is already running (%s)\n",
                   status->substr(0, status->find('\n')).c_str());
-      if (!changes.empty()) std::printf("New settings take effect at the next start.\n");
+      if (!changes.empty()) std::printf("pinatad restarts the VM with the new settings.\n");
       return kExitOk;
     }
     if (!status) {

@@ -97,11 +97,22 @@ Status Daemon::ensure_disk() {
   return {};
 }
 
+// The database's VM settings (memory, ncpu, hostname) over the settings file's.
+static void apply_database(VmSettings& settings, const db::DbSettings& db) {
+  settings.memory_gib = db.memory_gib;
+  settings.ncpu = db.ncpu;
+  settings.hostname = db.hostname;
+}
+
 Status Daemon::prepare() {
   started_at_ = std::chrono::steady_clock::now();
   TRY(ensure_home_writable(paths_));
   TRY(acquire_lock());
   TRY_ASSIGN(VmSettings settings, load_settings(paths_.settings));
+  auto config = ConfigService::open(paths_.home);
+  if (!config) return fail(config.error().context("configuration database"));
+  config_ = std::move(*config);
+  apply_database(settings, config_->settings());
   auto image = verify_guest_image(paths_.guest_dir);
   if (!image) return fail(image.error());
   log::info("guest image %s verified", paths_.guest_dir.c_str());
@@ -111,24 +122,32 @@ Status Daemon::prepare() {
   TRY(ensure_disk());
   TRY(make_dirs(paths_.vsock_dir, 0700));
   guest_ = std::make_unique<GuestLink>(vsock_forward_path(paths_.vsock_dir, kDockerVsockPort));
+  image_ = *image;
+  forwards_ = settings.guest_forwards;
+  TRY(configure_vm(settings));
+  TRY(ring_.open());
+  TRY_ASSIGN(control_fd_, unix_listen(paths_.control_sock, 0600));
+  return {};
+}
+
+Status Daemon::configure_vm(const VmSettings& settings) {
   VmConfig config;
+  config.hostname = settings.hostname;
   config.accel = accel_.accel;
   config.memory_mib = settings.memory_gib * 1024;
   config.ncpu = settings.ncpu;
-  config.kernel = image->kernel;
-  config.initrd = image->initrd;
-  config.root_image = image->root;
+  config.kernel = image_.kernel;
+  config.initrd = image_.initrd;
+  config.root_image = image_.root;
   config.data_disk = paths_.disk;
   config.qmp_socket = paths_.qmp_sock;
   config.vsock_socket = paths_.vsock_vhost;
-  forwards_ = settings.guest_forwards;
   config.tsc_khz = host_tsc_khz();
   argv_ = QemuBuilder(config).argv();
   TRY(write_file_atomic(paths_.vm_args, shell_join(argv_) + "\n", 0600));
+  settings_ = settings;
   log::info("VM: %d MiB, %d CPUs, accel %s; command line in %s", config.memory_mib, config.ncpu,
             accel_name(accel_.accel), paths_.vm_args.c_str());
-  TRY(ring_.open());
-  TRY_ASSIGN(control_fd_, unix_listen(paths_.control_sock, 0600));
   return {};
 }
 
@@ -208,7 +227,10 @@ Status Daemon::spawn_hypervisor() {
   auto pid = spawn_supervised(argv_, sv[1]);
   ::close(sv[1]);
   if (!pid) return fail(pid.error());
-  qemu_pid_ = *pid;
+  {
+    std::lock_guard lock(mutex_);
+    qemu_pid_ = *pid;
+  }
   log::info("hypervisor started (pid %d)", qemu_pid_);
   return {};
 }
@@ -243,13 +265,16 @@ void Daemon::console_loop() {
   }
 }
 
-void Daemon::health_loop() {
+void Daemon::health_loop(uint64_t gen) {
   bool docker_listening = false;
   int failures = 0;
+  auto current = [&] {
+    return generation_ == gen && (state_ == VmState::kStarting || state_ == VmState::kRunning);
+  };
   for (;;) {
     {
       std::lock_guard lock(mutex_);
-      if (state_ != VmState::kStarting && state_ != VmState::kRunning) return;
+      if (!current()) return;
     }
     bool starting;
     {
@@ -261,7 +286,7 @@ void Daemon::health_loop() {
     auto ok = guest_->ping_docker(starting ? std::chrono::seconds(2) : std::chrono::seconds(5));
     bool responding = ok && *ok;
     std::unique_lock lock(mutex_);
-    if (state_ != VmState::kStarting && state_ != VmState::kRunning) return;
+    if (!current()) return;
     if (responding) {
       failures = 0;
       if (!docker_responding_) log::info("Docker is responding");
@@ -389,8 +414,13 @@ void Daemon::stop(int timeout_s) {
     std::lock_guard lock(mutex_);
     if (stop_requested_ || qemu_exited_) return;
     stop_requested_ = true;
+    bool restarting = state_ == VmState::kStopping;  // restart_vm() is powering it down
     state_ = VmState::kStopping;
     changed_.notify_all();
+    if (restarting) {
+      log::info("stopping: the VM is already powering down for a restart");
+      return;
+    }
   }
   log::info("stopping: ACPI power-down to the guest (timeout %d s)", timeout_s);
   auto acpi = qmp_execute(paths_.qmp_sock, "system_powerdown");
@@ -403,6 +433,65 @@ void Daemon::stop(int timeout_s) {
     killed_ = true;
     ::kill(qemu_pid_, SIGKILL);
   }
+}
+
+void Daemon::restart_vm(const std::string& why) {
+  pid_t pid;
+  {
+    std::lock_guard lock(mutex_);
+    if (restart_requested_) {
+      log::info("%s: the restart under way boots with it", why.c_str());
+      return;
+    }
+    if (stop_requested_ || qemu_exited_) return;
+    restart_requested_ = true;
+    state_ = VmState::kStopping;
+    docker_responding_ = false;
+    pid = qemu_pid_;
+    changed_.notify_all();
+  }
+  log::info("restarting the VM: %s", why.c_str());
+  auto acpi = qmp_execute(paths_.qmp_sock, "system_powerdown");
+  if (!acpi) log::warn("ACPI power-down failed: %s", acpi.error().message().c_str());
+  std::unique_lock lock(mutex_);
+  bool exited = changed_.wait_for(lock, std::chrono::seconds(30),
+                                  [&] { return qemu_exited_.load() || qemu_pid_ != pid; });
+  if (!exited) {
+    log::warn("guest did not shut down within 30 s: killing the hypervisor");
+    ::kill(pid, SIGKILL);
+  }
+}
+
+void Daemon::on_settings_change(const db::DbSettings& before, const db::DbSettings& now) {
+  if (before.daemon_json != now.daemon_json) {
+    log::info("database: daemon.json changed: the guest restarts dockerd");
+  }
+  std::vector<std::string> changes;
+  if (before.memory_gib != now.memory_gib) {
+    changes.push_back("memory " + std::to_string(before.memory_gib) + " -> " +
+                      std::to_string(now.memory_gib) + " GiB");
+  }
+  if (before.ncpu != now.ncpu) {
+    changes.push_back("ncpu " + std::to_string(before.ncpu) + " -> " + std::to_string(now.ncpu));
+  }
+  if (before.hostname != now.hostname) {
+    changes.push_back("hostname " + before.hostname + " -> " + now.hostname);
+  }
+  if (changes.empty()) return;
+  std::string why;
+  for (const std::string& c : changes) why += (why.empty() ? "" : ", ") + c;
+  VmSettings next = settings_;
+  apply_database(next, now);
+  {
+    std::lock_guard lock(mutex_);
+    if (stop_requested_ || qemu_exited_) return;
+  }
+  if (auto st = configure_vm(next); !st) {
+    log::error("database: %s changed but the VM cannot be reconfigured: %s", why.c_str(),
+               st.error().message().c_str());
+    return;
+  }
+  std::thread([this, why] { restart_vm(why + " (database)"); }).detach();
 }
 
 void Daemon::signal_loop() {
@@ -432,53 +521,90 @@ void Daemon::cleanup_files() {
 }
 
 int Daemon::run() {
-  auto spawned = spawn_vsock(forwards_);
-  if (spawned) {
-    std::thread([this] { watch_vsock(); }).detach();
-    spawned = spawn_hypervisor();
-  }
+  config_->on_change(
+      [this](const db::DbSettings& before, const db::DbSettings& now) {
+        on_settings_change(before, now);
+      });
+  // The guest's connect to host port 564 arrives here (pinata-vsock's guest -> host socket).
+  auto spawned = config_->serve(vsock_forward_path(paths_.vsock_dir, kDbVsockPort, /*cid=*/2));
+  if (spawned) spawned = spawn_vsock(forwards_);
+  if (spawned) std::thread([this] { watch_vsock(); }).detach();
   if (!spawned) {
     log::error("%s", spawned.error().message().c_str());
     set_state(VmState::kFailed, spawned.error().message());
     cleanup_files();
     return 1;
   }
-  std::thread([this] { console_loop(); }).detach();
-  std::thread([this] { health_loop(); }).detach();
   std::thread([this] { control_loop(); }).detach();
   std::thread([this] { signal_loop(); }).detach();
 
-  int status = 0;
-  while (::waitpid(qemu_pid_, &status, 0) < 0) {
-    if (errno != EINTR) break;
-  }
-  std::string how = describe_exit(status);
-  bool requested;
-  VmState previous;
-  {
-    std::lock_guard lock(mutex_);
-    requested = stop_requested_;
-    previous = state_;
-    qemu_exited_ = true;
-  }
   int code = 0;
-  if (requested) {
-    log::info("VM stopped (%s)%s", how.c_str(), killed_ ? " after a forced kill" : "");
-    set_state(VmState::kStopped);
-  } else if (previous == VmState::kStarting) {
-    std::string why = "the VM exited before Docker responded (" + how + ")";
-    if (!failure_.empty()) why = failure_;
-    log::error("%s", why.c_str());
-    set_state(VmState::kFailed, why);
-    code = 1;
-  } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    log::info("the guest powered off");
-    set_state(VmState::kStopped);
-  } else {
-    std::string why = "the hypervisor exited unexpectedly (" + how + ")";
-    log::error("%s", why.c_str());
-    set_state(VmState::kFailed, why);
-    code = 1;
+  for (;;) {
+    if (auto st = spawn_hypervisor(); !st) {
+      log::error("%s", st.error().message().c_str());
+      set_state(VmState::kFailed, st.error().message());
+      code = 1;
+      break;
+    }
+    uint64_t gen;
+    {
+      std::lock_guard lock(mutex_);
+      gen = ++generation_;
+      changed_.notify_all();  // a restart_vm() waiting for the old VM to go
+    }
+    std::thread console([this] { console_loop(); });
+    std::thread([this, gen] { health_loop(gen); }).detach();
+
+    int status = 0;
+    while (::waitpid(qemu_pid_, &status, 0) < 0) {
+      if (errno != EINTR) break;
+    }
+    console.join();  // QEMU's end of the console is closed: EOF
+    std::string how = describe_exit(status);
+    bool requested, restart;
+    VmState previous;
+    {
+      std::lock_guard lock(mutex_);
+      requested = stop_requested_;
+      restart = restart_requested_ && !stop_requested_;
+      previous = state_;
+      qemu_exited_ = true;
+      changed_.notify_all();
+    }
+    if (restart) {
+      log::info("VM stopped for a restart (%s)", how.c_str());
+      {
+        std::lock_guard lock(mutex_);
+        restart_requested_ = false;
+        qemu_exited_ = false;
+        killed_ = false;
+        failure_.clear();
+        docker_responding_ = false;
+        state_ = VmState::kStarting;
+        started_at_ = std::chrono::steady_clock::now();
+        changed_.notify_all();
+      }
+      continue;
+    }
+    if (requested) {
+      log::info("VM stopped (%s)%s", how.c_str(), killed_ ? " after a forced kill" : "");
+      set_state(VmState::kStopped);
+    } else if (previous == VmState::kStarting) {
+      std::string why = "the VM exited before Docker responded (" + how + ")";
+      if (!failure_.empty()) why = failure_;
+      log::error("%s", why.c_str());
+      set_state(VmState::kFailed, why);
+      code = 1;
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      log::info("the guest powered off");
+      set_state(VmState::kStopped);
+    } else {
+      std::string why = "the hypervisor exited unexpectedly (" + how + ")";
+      log::error("%s", why.c_str());
+      set_state(VmState::kFailed, why);
+      code = 1;
+    }
+    break;
   }
   cleanup_files();
   // Give control clients waiting on the state a moment to send their last line.

@@ -18,10 +18,13 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "daemon/config_service.h"
 #include "daemon/console_ring.h"
+#include "daemon/guest_image.h"
 #include "daemon/guest_link.h"
 #include "daemon/kvm_probe.h"
 #include "daemon/paths.h"
+#include "daemon/settings.h"
 
 namespace pinata {
 
@@ -43,10 +46,18 @@ class Daemon {
   Status acquire_lock();
   Status ensure_disk();
   Status spawn_vsock(const std::vector<uint32_t>& forwards);
+  // The hypervisor command line for `settings` (argv_, written to vm.args).
+  Status configure_vm(const VmSettings& settings);
   Status spawn_hypervisor();
+  // Powers the VM down (as stop() does) and boots it again with the current settings.
+  void restart_vm(const std::string& why);
+  // A new database head: memory/ncpu/hostname changes restart the VM; daemon.json changes are
+  // applied by the guest (it restarts dockerd), and logged here.
+  void on_settings_change(const db::DbSettings& before, const db::DbSettings& now);
   void watch_vsock();
   void console_loop();
-  void health_loop();
+  // Health of the VM of generation `gen`; returns once that VM is stopping or replaced.
+  void health_loop(uint64_t gen);
   void control_loop();
   void handle_control(UniqueFd client);
   void signal_loop();
@@ -63,6 +74,9 @@ class Daemon {
   ConsoleRing ring_;
   std::unique_ptr<GuestLink> guest_;
   AccelChoice accel_;
+  GuestImage image_;
+  std::unique_ptr<ConfigService> config_;
+  VmSettings settings_;  // of the running VM
   std::vector<std::string> argv_;
   std::vector<uint32_t> forwards_;
   pid_t qemu_pid_ = -1;
@@ -76,6 +90,8 @@ class Daemon {
   std::string failure_;
   bool docker_responding_ = false;
   bool stop_requested_ = false;
+  bool restart_requested_ = false;
+  uint64_t generation_ = 0;  // VMs booted so far (restarts included)
   bool killed_ = false;
   std::vector<int> console_clients_;  // guarded by mutex_
 };

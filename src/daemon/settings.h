@@ -1,5 +1,6 @@
-// VM settings (memory, CPUs) kept as key=value lines in $PINATA_HOME/settings until the
-// configuration database takes them over.
+// VM settings. memory, ncpu and hostname come from the configuration database (pinatad
+// overrides what this file says); $PINATA_HOME/settings (key=value lines) keeps the settings
+// that are not user-facing database keys: guest_forwards (used by tests and benchmarks).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,8 @@ struct VmSettings {
   // Guest vsock ports forwarded to $PINATA_HOME/vsock/00000003.%08x ("2376;1525"); 2376
   // (the Docker API) is always forwarded.
   std::vector<uint32_t> guest_forwards = {2376};
+  // From the configuration database (not the settings file).
+  std::string hostname = "pinata";
 };
 
 // Parses "key=value" lines ('#' comments, blank lines allowed). Unknown keys and bad values

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <future>
 #include <thread>
 
 #include "base/io.h"
@@ -19,6 +20,7 @@
 #include "guest/docker_vsock.h"
 #include "guest/boot_clock.h"
 #include "guest/cmdline.h"
+#include "guest/config_db.h"
 #include "guest/disk_setup.h"
 #include "guest/modules.h"
 #include "guest/mounts.h"
@@ -76,13 +78,16 @@ std::vector<std::string> dockerd_argv() {
   return argv;
 }
 
-[[noreturn]] void main_loop(Supervisor& supervisor, int signal_fd) {
+// `dockerd_restart_fd`: an eventfd that becomes readable when dockerd's configuration changed
+// (-1 if none).
+[[noreturn]] void main_loop(Supervisor& supervisor, int signal_fd, int dockerd_restart_fd) {
   int trigger = shutdown_trigger_fd();
   for (;;) {
     auto next = supervisor.restart_due();
-    struct pollfd pfds[2] = {{signal_fd, POLLIN, 0}, {trigger, POLLIN, 0}};
+    struct pollfd pfds[3] = {
+        {signal_fd, POLLIN, 0}, {trigger, POLLIN, 0}, {dockerd_restart_fd, POLLIN, 0}};
     int timeout = next ? static_cast<int>(next->count()) + 1 : -1;
-    int rc = ::poll(pfds, 2, timeout);
+    int rc = ::poll(pfds, 3, timeout);
     if (rc < 0 && errno != EINTR) log::error("poll: %s", strerror(errno));
     struct signalfd_siginfo si;
     while (::read(signal_fd, &si, sizeof si) == sizeof si) {
@@ -93,6 +98,11 @@ std::vector<std::string> dockerd_argv() {
     }
     supervisor.reap();
     if (pfds[1].revents & POLLIN) shutdown_vm(supervisor);
+    if (pfds[2].revents & POLLIN) {
+      uint64_t n;
+      (void)!::read(dockerd_restart_fd, &n, sizeof n);
+      supervisor.restart("dockerd", std::chrono::seconds(10));
+    }
   }
 }
 
@@ -117,8 +127,9 @@ std::vector<std::string> dockerd_argv() {
   // 2. Modules: what the root and the services need now, the rest in the background.
   // pinata.modules=sync loads everything before going on (for measurements).
   bool sync_modules = cmdline_value(cmdline, "pinata.modules") == "sync";
-  auto mods =
-      load_modules(kModulesList, sync_modules ? std::vector<std::string>{} : kBootCriticalModules);
+  auto mods = load_modules(kModulesList,
+                           sync_modules ? std::vector<std::string>{} : kBootCriticalModules,
+                           kSoonModules);
   step(
       "modules: %d loaded, %d already present, %d without hardware, %d failed in %lld ms; "
       "%d more loading in the background",
@@ -157,8 +168,12 @@ std::vector<std::string> dockerd_argv() {
     log::error("hostname: %s", st.error().message().c_str());
   step("mounts and host name (%s) ready", hostname.c_str());
 
-  // 6. Network, in the background: nothing below waits for an address.
+  // 6. Network, in the background: nothing below waits for an address. The configuration
+  // database (over vsock) is read meanwhile; dockerd waits for it.
   std::thread(configure_network, hostname).detach();
+  auto db_future = std::async(std::launch::async, [] {
+    return mount_and_apply_db(std::chrono::seconds(15));
+  });
 
   // 8 (early). containerd needs nothing more; dockerd needs the data disk.
   Supervisor supervisor;
@@ -176,7 +191,17 @@ std::vector<std::string> dockerd_argv() {
   // 7. Data disk.
   setup_data_disk(disks.data.value_or(""));
 
-  supervisor.start("dockerd", dockerd_argv());
+  DbBootConfig db = db_future.get();
+  if (db.hostname && *db.hostname != hostname) {
+    if (auto st = apply_hostname(*db.hostname); !st)
+      log::error("hostname: %s", st.error().message().c_str());
+    else
+      log::info("db: host name %s", db.hostname->c_str());
+  }
+  std::vector<std::string> dockerd = dockerd_argv();
+  dockerd.insert(dockerd.end(), db.dockerd_args.begin(), db.dockerd_args.end());
+  supervisor.start("dockerd", dockerd);
+  int dockerd_restart_fd = db.mounted ? start_daemon_json_watch() : -1;
 
   // 9, 11. Host-facing services.
   start_docker_vsock_service(DockerVsockConfig{});
@@ -190,7 +215,7 @@ std::vector<std::string> dockerd_argv() {
                     "<>/dev/ttyS0 >&0 2>&0"});
 
   // 10. PID 1 duties until shutdown.
-  main_loop(supervisor, signal_fd);
+  main_loop(supervisor, signal_fd, dockerd_restart_fd);
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ constexpr long kSlowModuleMs = 100;                // slower loads are named in 
 std::mutex g_bg_mutex;
 std::condition_variable g_bg_cv;
 bool g_bg_running = false;
+bool g_soon_loaded = true;  // the `soon` group of the background loads is in
 
 struct ModuleFile {
   std::string path;
@@ -108,8 +109,8 @@ ModInfo read_modinfo(const ModuleFile& m, bool* known) {
 
 }  // namespace
 
-ModuleLoadSummary load_modules(const std::string& list_path,
-                               const std::vector<std::string>& first) {
+ModuleLoadSummary load_modules(const std::string& list_path, const std::vector<std::string>& first,
+                               const std::vector<std::string>& soon) {
   auto start = Clock::now();
   std::vector<ModuleFile> files;
   for (std::string& path : read_list(list_path)) {
@@ -119,6 +120,7 @@ ModuleLoadSummary load_modules(const std::string& list_path,
   }
 
   std::vector<bool> now(files.size(), true);
+  std::vector<bool> early(files.size(), false);
   if (!first.empty()) {
     std::vector<ModInfo> infos;
     std::vector<bool> known;
@@ -128,16 +130,24 @@ ModuleLoadSummary load_modules(const std::string& list_path,
       known.push_back(k);
     }
     now = first_group(infos, known, first);
+    if (!soon.empty()) early = first_group(infos, known, soon);
   }
 
   ModuleLoadSummary summary;
   std::vector<ModuleFile> later;
+  size_t early_count = 0;
   for (size_t i = 0; i < files.size(); i++) {
-    if (now[i]) {
-      load_one(files[i], summary);
-    } else {
+    if (now[i]) load_one(files[i], summary);
+  }
+  // The background order: the `soon` group (with its dependencies, in list order), then the rest.
+  for (size_t i = 0; i < files.size(); i++) {
+    if (!now[i] && early[i]) {
       later.push_back(std::move(files[i]));
+      early_count++;
     }
+  }
+  for (size_t i = 0; i < files.size(); i++) {
+    if (!now[i] && !early[i]) later.push_back(std::move(files[i]));
   }
   summary.deferred = static_cast<int>(later.size());
   summary.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
@@ -145,11 +155,19 @@ ModuleLoadSummary load_modules(const std::string& list_path,
     {
       std::lock_guard lock(g_bg_mutex);
       g_bg_running = true;
+      g_soon_loaded = early_count == 0;
     }
-    std::thread([later = std::move(later)]() {
+    std::thread([later = std::move(later), early_count]() {
       auto t0 = Clock::now();
       ModuleLoadSummary bg;
-      for (const ModuleFile& m : later) load_one(m, bg);
+      for (size_t i = 0; i < later.size(); i++) {
+        load_one(later[i], bg);
+        if (i + 1 == early_count) {
+          std::lock_guard lock(g_bg_mutex);
+          g_soon_loaded = true;
+          g_bg_cv.notify_all();
+        }
+      }
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
       step(
           "background modules: %d loaded, %d already present, %d without hardware, %d failed in "
@@ -161,6 +179,11 @@ ModuleLoadSummary load_modules(const std::string& list_path,
     }).detach();
   }
   return summary;
+}
+
+bool wait_for_soon_modules(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(g_bg_mutex);
+  return g_bg_cv.wait_for(lock, timeout, [] { return !g_bg_running || g_soon_loaded; });
 }
 
 void wait_for_background_modules() {

@@ -34,7 +34,17 @@ struct ModuleLoadSummary {
 //
 // Measured under TCG (81 modules): one by one 1.1-1.7 s; four threads honouring dependencies
 // were slower (4.2 s), so loads are sequential.
-ModuleLoadSummary load_modules(const std::string& list_path, const std::vector<std::string>& first);
+// `soon` (and dependencies) go first in the background order: what a boot step is waiting
+// for (wait_for_soon_modules).
+ModuleLoadSummary load_modules(const std::string& list_path, const std::vector<std::string>& first,
+                               const std::vector<std::string>& soon = {});
+
+// The configuration database's transport: vsock and the 9p client.
+inline const std::vector<std::string> kSoonModules = {"vmw_vsock_virtio_transport", "9p",
+                                                      "9pnet_fd"};
+
+// Blocks until the `soon` background group is loaded (or everything is, or the timeout).
+bool wait_for_soon_modules(std::chrono::milliseconds timeout);
 
 // Blocks until the background loads of load_modules have finished (returns at once if none).
 void wait_for_background_modules();

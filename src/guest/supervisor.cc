@@ -133,4 +133,16 @@ void Supervisor::stop(const std::string& name, milliseconds grace) {
   }
 }
 
+void Supervisor::restart(const std::string& name, milliseconds grace) {
+  if (frozen_) return;
+  stop(name, grace);
+  for (Service& s : services_) {
+    if (s.name != name) continue;
+    s.stopped = false;
+    s.backoff = RestartBackoff();
+    spawn(s);
+    return;
+  }
+}
+
 }  // namespace pinata::guest

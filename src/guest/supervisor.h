@@ -33,6 +33,9 @@ class Supervisor {
   // Stops `name` for good: SIGTERM, then SIGKILL after `grace`; waits for it (reaping).
   void stop(const std::string& name, std::chrono::milliseconds grace);
 
+  // Stops `name` as stop() does, then starts it again at once (a configuration change).
+  void restart(const std::string& name, std::chrono::milliseconds grace);
+
   // No more restarts (shutdown has begun).
   void freeze() { frozen_ = true; }
 
