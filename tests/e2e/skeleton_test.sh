@@ -98,7 +98,7 @@ check "the data disk was not reformatted" test "$(grep -c 'formatting data disk'
 
 # --- 5. bad input ----------------------------------------------------------------------------
 expect_exit 2 "pinata start --cpus 0 is refused" "$PINATA" start --cpus 0
-check "... saying what is accepted" contains "$out" "expected an integer from 1"
+check "... saying what is accepted" contains "$out" "must be an integer from 1 to 64"
 expect_exit 2 "an unknown command is refused" "$PINATA" frobnicate
 
 other="$WORK/other"

@@ -30,7 +30,7 @@ expect_exit 0 "pinata logs --console shows the console" "$PINATA" logs --console
 check "... with the guest's boot messages" contains "$out" "Linux version"
 
 expect_exit 2 "memory beyond the host is refused" "$PINATA" start --memory 100000
-check "... saying what is accepted" contains "$out" "expected an integer from 1 to"
+check "... saying what is accepted" contains "$out" "must be an integer from 1 to 64"
 expect_exit 2 "a bad option is refused" "$PINATA" start --frobnicate
 expect_exit 2 "logs with a bad option is refused" "$PINATA" logs --bogus
 
