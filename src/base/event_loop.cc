@@ -1,8 +1,12 @@
 #include "base/event_loop.h"
 
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "base/log.h"
 
@@ -141,6 +145,25 @@ Status EventLoop::run() {
   }
   stop_.store(false);
   return {};
+}
+
+Result<UniqueFd> stop_on_termination_signals(EventLoop& loop) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return fail_errno("sigprocmask");
+  UniqueFd fd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!fd) return fail_errno("signalfd");
+  int raw = fd.get();
+  TRY(loop.add(raw, EPOLLIN, [&loop, raw](uint32_t) {
+    struct signalfd_siginfo si;
+    if (::read(raw, &si, sizeof si) == sizeof si) {
+      log::info("%s received; exiting", strsignal(static_cast<int>(si.ssi_signo)));
+    }
+    loop.stop();
+  }));
+  return fd;
 }
 
 }  // namespace pinata

@@ -76,4 +76,9 @@ class EventLoop {
   std::vector<Task> tasks_;
 };
 
+// Blocks SIGINT and SIGTERM and makes either one stop `loop` (logging it), through a signalfd
+// that the returned fd owns: keep it for as long as the loop runs. For backend main()s that
+// clean up after run() returns.
+Result<UniqueFd> stop_on_termination_signals(EventLoop& loop);
+
 }  // namespace pinata

@@ -85,4 +85,28 @@ PINATA_DEFINE_LOG(warn, Level::kWarn)
 PINATA_DEFINE_LOG(error, Level::kError)
 #undef PINATA_DEFINE_LOG
 
+void RateLimitedLog::warn(const char* fmt, ...) {
+  auto now = std::chrono::steady_clock::now();
+  if (now - window_ >= std::chrono::seconds(1)) {
+    window_ = now;
+    in_window_ = 0;
+  }
+  if (in_window_ >= per_second_) {
+    suppressed_++;
+    return;
+  }
+  in_window_++;
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (suppressed_ > 0) {
+    ::pinata::log::warn("%s (%lu similar lines suppressed)", buf, suppressed_);
+    suppressed_ = 0;
+  } else {
+    ::pinata::log::warn("%s", buf);
+  }
+}
+
 }  // namespace pinata::log

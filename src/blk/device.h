@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/log.h"
 #include "blk/request.h"
 #include "disk/disk.h"
 #include "vhost/backend.h"
@@ -48,19 +49,6 @@ struct DeviceOptions {
 // "pinata-" followed by 13 hex digits of a 64-bit FNV-1a hash of `key` (e.g. the image's
 // real path): 20 bytes, stable for a given image path.
 std::string make_serial(std::string_view key);
-
-// At most `per_second` lines a second; the count of suppressed lines goes into the next one.
-class RateLimitedLog {
- public:
-  explicit RateLimitedLog(unsigned per_second = 20) : per_second_(per_second) {}
-  [[gnu::format(printf, 2, 3)]] void warn(const char* fmt, ...);
-
- private:
-  unsigned per_second_;
-  std::chrono::steady_clock::time_point window_{};
-  unsigned in_window_ = 0;
-  unsigned long suppressed_ = 0;
-};
 
 class Device : public vhost::VhostUserDevice {
  public:
@@ -119,7 +107,7 @@ class Device : public vhost::VhostUserDevice {
   std::vector<uint8_t> bounce_;  // one chunk of read/write data (the Disk has no vector I/O)
   std::vector<uint8_t> seg_bytes_;
   std::vector<RangeSegment> segments_;
-  RateLimitedLog log_;
+  log::RateLimitedLog log_;
   Stats stats_;
 };
 

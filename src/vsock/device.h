@@ -55,7 +55,7 @@ class Device : public vhost::VhostUserDevice {
   bool in_rx_ = false;
   std::vector<uint8_t> payload_;  // TX payload (at most buf_alloc bytes)
   std::vector<uint8_t> scratch_;  // RX payload
-  RateLimitedLog log_;
+  log::RateLimitedLog log_;
   Stats stats_;
 };
 

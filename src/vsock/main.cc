@@ -142,18 +142,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   // SIGINT/SIGTERM stop the loop so the sockets are unlinked on the way out.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
-  UniqueFd sigfd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  if (sigfd) {
-    (void)(*loop)->add(sigfd.get(), EPOLLIN, [&](uint32_t) {
-      log::info("signal received; exiting");
-      (*loop)->stop();
-    });
-  }
+  auto sigfd = stop_on_termination_signals(**loop);
+  if (!sigfd) log::warn("%s", sigfd.error().message().c_str());
 
   vsock::Muxer muxer(**loop, config);
   if (auto s = muxer.start(); !s) {

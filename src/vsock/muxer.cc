@@ -70,30 +70,6 @@ std::string port_socket_name(uint64_t cid, uint32_t port) {
   return buf;
 }
 
-void RateLimitedLog::warn(const char* fmt, ...) {
-  auto now = std::chrono::steady_clock::now();
-  if (now - window_ >= std::chrono::seconds(1)) {
-    window_ = now;
-    in_window_ = 0;
-  }
-  if (in_window_ >= per_second_) {
-    suppressed_++;
-    return;
-  }
-  in_window_++;
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  if (suppressed_ > 0) {
-    log::warn("%s (%lu similar lines suppressed)", buf, suppressed_);
-    suppressed_ = 0;
-  } else {
-    log::warn("%s", buf);
-  }
-}
-
 Muxer::Muxer(EventLoop& loop, MuxerConfig config) : loop_(loop), config_(std::move(config)) {}
 
 Muxer::~Muxer() {

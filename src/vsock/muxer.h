@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/event_loop.h"
+#include "base/log.h"
 #include "base/fd.h"
 #include "base/result.h"
 #include "vsock/connection.h"
@@ -37,19 +38,6 @@ Result<uint32_t> parse_connect_request(std::string_view bytes, uint64_t guest_ci
 std::string format_connect_request(uint64_t cid, uint32_t port);
 // "00000002.%08x" / "00000003.%08x": the socket names for a port of `cid`.
 std::string port_socket_name(uint64_t cid, uint32_t port);
-
-// At most `per_second` lines a second; the count of suppressed lines goes into the next one.
-class RateLimitedLog {
- public:
-  explicit RateLimitedLog(unsigned per_second = 20) : per_second_(per_second) {}
-  [[gnu::format(printf, 2, 3)]] void warn(const char* fmt, ...);
-
- private:
-  unsigned per_second_;
-  std::chrono::steady_clock::time_point window_{};
-  unsigned in_window_ = 0;
-  unsigned long suppressed_ = 0;
-};
 
 struct MuxerConfig {
   std::string dir;  // the socket directory (must exist)
@@ -163,7 +151,7 @@ class Muxer {
   std::deque<Key> rx_order_;
   std::deque<Header> resets_;
   uint32_t next_port_ = kFirstEphemeralPort;
-  RateLimitedLog log_;
+  log::RateLimitedLog log_;
 
  public:
   static constexpr uint32_t kFirstEphemeralPort = 49152;
