@@ -48,5 +48,6 @@ int cmd_stop(const Paths& paths, const std::vector<std::string>& args);
 int cmd_status(const Paths& paths, const std::vector<std::string>& args);
 int cmd_logs(const Paths& paths, const std::vector<std::string>& args);
 int cmd_console(const Paths& paths, const std::vector<std::string>& args);
+int cmd_disk(const Paths& paths, const std::vector<std::string>& args);
 
 }  // namespace pinata::cli

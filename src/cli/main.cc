@@ -27,6 +27,8 @@ void print_help() {
       "                  pinatad's log, or everything the serial console printed\n"
       "  console         attach to the VM's serial console (Ctrl-] detaches)\n"
       "  help            this text\n"
+      "  disk info [--json] | disk compact\n"
+      "                  the data disk's sizes; give its free space back (VM stopped)\n"
       "\nSettings (the git repository $PINATA_HOME/database; pinatad need not run):\n"
       "  list [--json] [--all]\n"
       "                  every setting with its value, parameters and options\n"
@@ -56,6 +58,7 @@ int main(int argc, char** argv) {
   if (cmd == "status") return cmd_status(paths, args);
   if (cmd == "logs") return cmd_logs(paths, args);
   if (cmd == "console") return cmd_console(paths, args);
+  if (cmd == "disk") return cmd_disk(paths, args);
   if (cmd == "list") return cmd_list(paths, args);
   if (cmd == "get") return cmd_get(paths, args);
   if (cmd == "set") return cmd_set(paths, args);
