@@ -142,6 +142,7 @@ Status Daemon::configure_vm(const VmSettings& settings) {
   config.data_disk = paths_.disk;
   config.qmp_socket = paths_.qmp_sock;
   config.vsock_socket = paths_.vsock_vhost;
+  config.data_disk_socket = paths_.blk_vhost;
   config.tsc_khz = host_tsc_khz();
   argv_ = QemuBuilder(config).argv();
   TRY(write_file_atomic(paths_.vm_args, shell_join(argv_) + "\n", 0600));
@@ -181,41 +182,54 @@ static Result<pid_t> spawn_supervised(const std::vector<std::string>& argv, int 
   return pid;
 }
 
-Status Daemon::spawn_vsock(const std::vector<uint32_t>& forwards) {
-  std::string exe = find_program("pinata-vsock", "vsock");
-  std::vector<std::string> argv = {exe, "--socket", paths_.vsock_vhost, "--dir", paths_.vsock_dir,
-                                   "--cid", "3"};
-  for (uint32_t port : forwards) argv.insert(argv.end(), {"--forward", std::to_string(port)});
-  ::unlink(paths_.vsock_vhost.c_str());
+Result<pid_t> Daemon::spawn_backend(const std::string& name, const std::vector<std::string>& argv,
+                                    const std::string& socket) {
+  ::unlink(socket.c_str());
   TRY_ASSIGN(pid_t pid, spawn_supervised(argv, -1));
-  vsock_pid_ = pid;
   // QEMU needs the backend's socket when it starts.
-  for (int i = 0; i < 200; i++) {
-    if (::access(paths_.vsock_vhost.c_str(), F_OK) == 0) {
-      log::info("pinata-vsock started (pid %d): %s", pid, paths_.vsock_dir.c_str());
-      return {};
+  for (int i = 0; i < 400; i++) {
+    if (::access(socket.c_str(), F_OK) == 0) {
+      log::info("%s started (pid %d): %s", name.c_str(), pid, socket.c_str());
+      return pid;
     }
     int status;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
-      vsock_pid_ = -1;
-      return fail(ErrorKind::kIo, "pinata-vsock (" + exe + ") exited at start (" +
+      return fail(ErrorKind::kIo, name + " (" + argv[0] + ") exited at start (" +
                                       describe_exit(status) + "); see " + paths_.daemon_log);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
-  return fail(ErrorKind::kTimeout, "pinata-vsock did not create " + paths_.vsock_vhost);
+  ::kill(pid, SIGKILL);
+  return fail(ErrorKind::kTimeout, name + " did not create " + socket);
 }
 
-void Daemon::watch_vsock() {
+Status Daemon::spawn_backends(const std::vector<uint32_t>& forwards) {
+  std::vector<std::string> vsock = {find_program("pinata-vsock", "vsock"), "--socket",
+                                    paths_.vsock_vhost, "--dir", paths_.vsock_dir, "--cid", "3"};
+  for (uint32_t port : forwards) vsock.insert(vsock.end(), {"--forward", std::to_string(port)});
+  TRY_ASSIGN(vsock_pid_, spawn_backend("pinata-vsock", vsock, paths_.vsock_vhost));
+  std::thread([this] { watch_backend("pinata-vsock", vsock_pid_); }).detach();
+  // The data disk, through our qcow2 library. A fixed serial: the guest can tell it apart.
+  std::vector<std::string> blk = {find_program("pinata-blk", "blk"), "--socket", paths_.blk_vhost,
+                                  "--image", paths_.disk, "--format", "qcow2", "--queues", "1",
+                                  "--serial", "pinata-docker"};
+  TRY_ASSIGN(blk_pid_, spawn_backend("pinata-blk", blk, paths_.blk_vhost));
+  std::thread([this] { watch_backend("pinata-blk", blk_pid_); }).detach();
+  return {};
+}
+
+void Daemon::watch_backend(const std::string& name, pid_t pid) {
   int status = 0;
-  while (::waitpid(vsock_pid_, &status, 0) < 0) {
+  while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return;
   }
   std::lock_guard lock(mutex_);
   if (qemu_exited_ || stop_requested_) return;
-  // Without its vsock backend the VM has no Docker API: fail loudly rather than limp on.
-  log::error("pinata-vsock exited unexpectedly (%s): stopping the VM", describe_exit(status).c_str());
-  failure_ = "pinata-vsock exited unexpectedly (" + describe_exit(status) + ")";
+  // Without its device backends the VM has no Docker API or no disk: fail loudly rather than
+  // limp on.
+  log::error("%s exited unexpectedly (%s): stopping the VM", name.c_str(),
+             describe_exit(status).c_str());
+  failure_ = name + " exited unexpectedly (" + describe_exit(status) + ")";
   ::kill(qemu_pid_, SIGKILL);
 }
 
@@ -513,8 +527,10 @@ void Daemon::cleanup_files() {
   ::unlink(paths_.control_sock.c_str());
   ::unlink(paths_.qmp_sock.c_str());
   ::unlink(paths_.pid_file.c_str());
-  if (vsock_pid_ > 0 && ::kill(vsock_pid_, SIGTERM) == 0) {
-    for (int i = 0; i < 40 && ::kill(vsock_pid_, 0) == 0; i++) {
+  // pinata-blk flushes the image and marks it clean on the way out: give it time.
+  for (auto [pid, wait_ms] : {std::pair{blk_pid_, 10000}, std::pair{vsock_pid_, 2000}}) {
+    if (pid <= 0 || ::kill(pid, SIGTERM) != 0) continue;
+    for (int waited = 0; waited < wait_ms && ::kill(pid, 0) == 0; waited += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -527,8 +543,7 @@ int Daemon::run() {
       });
   // The guest's connect to host port 564 arrives here (pinata-vsock's guest -> host socket).
   auto spawned = config_->serve(vsock_forward_path(paths_.vsock_dir, kDbVsockPort, /*cid=*/2));
-  if (spawned) spawned = spawn_vsock(forwards_);
-  if (spawned) std::thread([this] { watch_vsock(); }).detach();
+  if (spawned) spawned = spawn_backends(forwards_);
   if (!spawned) {
     log::error("%s", spawned.error().message().c_str());
     set_state(VmState::kFailed, spawned.error().message());

@@ -2,9 +2,10 @@
 // ~/.pinata/docker.sock and the control socket that the `pinata` CLI talks to.
 //
 // Children: pinata-vsock (the vhost-user vsock backend; docker.sock is a symlink to its
-// forward of guest port 2376) and the hypervisor. Threads: main (waits for the hypervisor to
-// exit), vsock watcher, signals, console reader, health check, control accept loop (a thread
-// per control client).
+// forward of guest port 2376), pinata-blk (the vhost-user-blk backend of Docker.qcow2) and
+// the hypervisor. Threads: main (waits for the hypervisor to exit), a watcher per backend,
+// signals, console reader, health check, control accept loop (a thread per control client),
+// and the database's (config_service.h).
 #pragma once
 
 #include <sys/types.h>
@@ -45,7 +46,10 @@ class Daemon {
  private:
   Status acquire_lock();
   Status ensure_disk();
-  Status spawn_vsock(const std::vector<uint32_t>& forwards);
+  // pinata-vsock (forwarding `forwards`) and pinata-blk (the data disk), each watched.
+  Status spawn_backends(const std::vector<uint32_t>& forwards);
+  Result<pid_t> spawn_backend(const std::string& name, const std::vector<std::string>& argv,
+                              const std::string& socket);
   // The hypervisor command line for `settings` (argv_, written to vm.args).
   Status configure_vm(const VmSettings& settings);
   Status spawn_hypervisor();
@@ -54,7 +58,8 @@ class Daemon {
   // A new database head: memory/ncpu/hostname changes restart the VM; daemon.json changes are
   // applied by the guest (it restarts dockerd), and logged here.
   void on_settings_change(const db::DbSettings& before, const db::DbSettings& now);
-  void watch_vsock();
+  // If backend `name` dies while the VM runs, the VM is stopped with that reason.
+  void watch_backend(const std::string& name, pid_t pid);
   void console_loop();
   // Health of the VM of generation `gen`; returns once that VM is stopping or replaced.
   void health_loop(uint64_t gen);
@@ -81,6 +86,7 @@ class Daemon {
   std::vector<uint32_t> forwards_;
   pid_t qemu_pid_ = -1;
   pid_t vsock_pid_ = -1;
+  pid_t blk_pid_ = -1;
   std::atomic<bool> qemu_exited_{false};
   std::chrono::steady_clock::time_point started_at_;
 

@@ -14,6 +14,7 @@ struct Paths {
   std::string qmp_sock;      // QEMU monitor (QMP)
   std::string vsock_dir;     // pinata-vsock's socket directory (hyperkit layout)
   std::string vsock_vhost;   // pinata-vsock's vhost-user socket (QEMU connects to it)
+  std::string blk_vhost;     // pinata-blk's vhost-user socket (the data disk)
   std::string disk;          // Docker.qcow2
   std::string console_ring;  // bounded copy of everything the serial console printed
   std::string log_dir;

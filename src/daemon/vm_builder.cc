@@ -37,9 +37,15 @@ std::vector<std::string> QemuBuilder::argv() const {
   a.insert(a.end(), {"-kernel", c.kernel, "-initrd", c.initrd, "-append", kernel_cmdline()});
   a.insert(a.end(), {"-drive", "file=" + c.root_image + ",if=none,id=root,format=raw,readonly=on",
                      "-device", "virtio-blk-device,drive=root"});
-  a.insert(a.end(), {"-drive", "file=" + c.data_disk +
-                                   ",if=none,id=data,format=qcow2,discard=unmap,cache=writeback",
-                     "-device", "virtio-blk-device,drive=data"});
+  if (!c.data_disk_socket.empty()) {
+    // The data disk through pinata-blk (our qcow2): discard frees clusters in the image.
+    a.insert(a.end(), {"-chardev", "socket,id=blk,path=" + c.data_disk_socket, "-device",
+                       "vhost-user-blk,chardev=blk,num-queues=1"});
+  } else {
+    a.insert(a.end(), {"-drive", "file=" + c.data_disk +
+                                     ",if=none,id=data,format=qcow2,discard=unmap,cache=writeback",
+                       "-device", "virtio-blk-device,drive=data"});
+  }
   // Guest traffic out (DHCP, DNS, registries) through QEMU's user network; nothing in.
   a.insert(a.end(), {"-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"});
   a.insert(a.end(), {"-device", "virtio-rng-device"});

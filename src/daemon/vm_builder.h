@@ -17,6 +17,9 @@ struct VmConfig {
   std::string initrd;
   std::string root_image;  // read-only ext4 root
   std::string data_disk;   // Docker.qcow2
+  // The vhost-user socket of pinata-blk serving data_disk; empty: QEMU's own qcow2 driver
+  // opens data_disk (kept for comparisons: bench/disk's in-guest half).
+  std::string data_disk_socket;
   std::string qmp_socket;
   std::string vsock_socket;  // vhost-user socket of pinata-vsock
   std::string hostname = "pinata";

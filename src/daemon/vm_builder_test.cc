@@ -56,6 +56,18 @@ TEST(QemuBuilder, AttachesRootReadOnlyAndVsockThroughVhostUserWithNoHostForwards
   for (const auto& arg : argv) EXPECT_EQ(arg.find("hostfwd"), std::string::npos) << arg;
 }
 
+TEST(QemuBuilder, DataDiskGoesThroughPinataBlkWhenItHasASocket) {
+  VmConfig c = sample();
+  auto qemu_driver = QemuBuilder(c).argv();
+  c.data_disk_socket = "/h/vhost-blk.sock";
+  auto vhost = QemuBuilder(c).argv();
+
+  EXPECT_TRUE(has_pair(qemu_driver, "-device", "virtio-blk-device,drive=data"));
+  EXPECT_TRUE(has_pair(vhost, "-chardev", "socket,id=blk,path=/h/vhost-blk.sock"));
+  EXPECT_TRUE(has_pair(vhost, "-device", "vhost-user-blk,chardev=blk,num-queues=1"));
+  for (const auto& arg : vhost) EXPECT_EQ(arg.find("Docker.qcow2"), std::string::npos) << arg;
+}
+
 TEST(QemuBuilder, KernelCmdlineCarriesConsoleHostnameAndTsc) {
   std::string cmd = QemuBuilder(sample()).kernel_cmdline();
   EXPECT_NE(cmd.find("console=ttyS0"), std::string::npos);
