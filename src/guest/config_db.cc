@@ -1,7 +1,6 @@
 #include "guest/config_db.h"
 
 #include <fcntl.h>
-#include <linux/vm_sockets.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -17,6 +16,7 @@
 #include "guest/boot_clock.h"
 #include "guest/cmdline.h"
 #include "guest/db_config.h"
+#include "guest/docker_vsock.h"
 #include "guest/modules.h"
 #include "guest/system_config.h"
 
@@ -27,20 +27,6 @@ constexpr unsigned kHostCid = 2;
 constexpr const char* kDaemonJsonWatch =
     "/run/pinata/database/branch/master/watch/com.docker.driver.amd64-linux.node/etc.node/"
     "docker.node/daemon.json.node/tree.live";
-
-Result<UniqueFd> vsock_connect(unsigned port) {
-  UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return fail_errno("socket(AF_VSOCK)");
-  struct sockaddr_vm addr;
-  std::memset(&addr, 0, sizeof addr);
-  addr.svm_family = AF_VSOCK;
-  addr.svm_cid = kHostCid;
-  addr.svm_port = port;
-  if (::connect(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
-    return fail_errno("connect to host vsock port " + std::to_string(port));
-  }
-  return fd;
-}
 
 std::string strip(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
@@ -77,7 +63,7 @@ DbBootConfig mount_and_apply_db(std::chrono::milliseconds timeout) {
   if (!wait_for_soon_modules(timeout)) log::warn("db: vsock and 9p modules still loading");
   Result<UniqueFd> conn = fail(ErrorKind::kInternal, "not tried");
   while (true) {
-    conn = vsock_connect(kDbVsockPort);
+    conn = vsock_connect(kHostCid, kDbVsockPort);
     if (conn || std::chrono::steady_clock::now() >= deadline) break;
     // A reset means the transport is up and nothing listens on the host: don't wait for it.
     // Other errors (no AF_VSOCK, no transport yet) mean the modules are still loading.

@@ -20,14 +20,19 @@ namespace {
 constexpr auto kRetry = std::chrono::milliseconds(50);
 constexpr int kMaxListenAttempts = 600;  // 30 s: the transport module loads in the background
 
-Result<UniqueFd> vsock_listen(unsigned port) {
-  UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return fail_errno("socket(AF_VSOCK)");
+struct sockaddr_vm vsock_address(unsigned cid, unsigned port) {
   struct sockaddr_vm addr;
   std::memset(&addr, 0, sizeof addr);
   addr.svm_family = AF_VSOCK;
-  addr.svm_cid = VMADDR_CID_ANY;
+  addr.svm_cid = cid;
   addr.svm_port = port;
+  return addr;
+}
+
+Result<UniqueFd> vsock_listen(unsigned port) {
+  UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fail_errno("socket(AF_VSOCK)");
+  struct sockaddr_vm addr = vsock_address(VMADDR_CID_ANY, port);
   if (::bind(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
     return fail_errno("bind vsock port " + std::to_string(port));
   }
@@ -52,6 +57,16 @@ void serve(UniqueFd listener, std::string docker_socket) {
 }
 
 }  // namespace
+
+Result<UniqueFd> vsock_connect(unsigned cid, unsigned port) {
+  UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fail_errno("socket(AF_VSOCK)");
+  struct sockaddr_vm addr = vsock_address(cid, port);
+  if (::connect(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
+    return fail_errno("connect to vsock " + std::to_string(cid) + ":" + std::to_string(port));
+  }
+  return fd;
+}
 
 void start_docker_vsock_service(const DockerVsockConfig& config) {
   std::thread([config]() {

@@ -6,6 +6,9 @@
 
 #include <string>
 
+#include "base/fd.h"
+#include "base/result.h"
+
 namespace pinata::guest {
 
 struct DockerVsockConfig {
@@ -16,5 +19,8 @@ struct DockerVsockConfig {
 // Listens (retrying while the vsock transport module is still loading) and serves on
 // detached threads.
 void start_docker_vsock_service(const DockerVsockConfig& config);
+
+// A stream socket connected to vsock (cid, port), e.g. the host (2) for the database.
+Result<UniqueFd> vsock_connect(unsigned cid, unsigned port);
 
 }  // namespace pinata::guest
