@@ -76,7 +76,7 @@ void HeadWatcher::check() {
 void HeadWatcher::run() {
   while (!stop_) {
     struct pollfd pfds[2] = {{inotify_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-    int rc = ::poll(pfds, 2, 5000);
+    int rc = ::poll(pfds, 2, 60000);
     if (stop_) return;
     if (rc < 0 && errno != EINTR) {
       log::warn("db: head watcher: poll: %s", std::strerror(errno));

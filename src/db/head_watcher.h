@@ -3,7 +3,7 @@
 // One thread waits on inotify for the branch ref to be replaced (loose ref renamed into
 // place, packed-refs rewritten: Store::watch_paths()) and then compares Store::head() with
 // the last head it saw; each change runs every subscriber with the new head, in order, on that
-// thread. Commits by pinata, by the 9P server and by the git CLI all look the same. A 5 s
+// thread. Commits by pinata, by the 9P server and by the git CLI all look the same. A 60 s
 // re-check covers events inotify cannot see (a ref directory created after the watch began).
 #pragma once
 
