@@ -17,7 +17,8 @@ say() { printf '\n==> %s\n' "$*"; }
 packages=(
   build-essential cmake g++ pkg-config libgtest-dev libexpected-dev libssl-dev
   qemu-system-x86 qemu-utils debootstrap cpio xz-utils zstd e2fsprogs kmod
-  busybox-static curl clang libclang-rt-14-dev python3 iproute2 libgit2-dev git zlib1g-dev
+  busybox-static curl clang libclang-rt-14-dev python3 iproute2 libgit2-dev git zlib1g-dev \
+  libslirp-dev iperf3
 )
 
 install_packages() {
