@@ -51,8 +51,8 @@ std::string make_serial(std::string_view key) {
   return buf;
 }
 
-Device::Device(disk::Disk& disk, DeviceOptions options)
-    : disk_(disk), options_(std::move(options)) {
+Device::Device(disk::Disk& disk, DeviceOptions options, Compactor* compactor)
+    : disk_(disk), options_(std::move(options)), compactor_(compactor) {
   if (options_.num_queues == 0) options_.num_queues = 1;
   if (options_.serial.size() > kIdBytes) options_.serial.resize(kIdBytes);
   if (disk_.read_only()) options_.read_only = true;
@@ -193,6 +193,7 @@ uint8_t Device::execute(vhost::Reader& in, vhost::Writer& data, uint32_t q) {
   }
   RequestHeader h = decode_header(raw);
   Op op = classify(h.type, limits_);
+  if (compactor_) compactor_->note_request();
   Verdict v = check_request(op, h, in.available(), data.available(), limits_);
   if (!v.ok()) return reject(q, h, v);
   switch (op) {
@@ -307,6 +308,9 @@ uint8_t Device::do_segments(uint32_t q, const RequestHeader& h, Op op, vhost::Re
     }
   }
   (op == Op::kDiscard ? stats_.discards : stats_.write_zeroes)++;
+  if (compactor_ && (op == Op::kDiscard || (h.type == VIRTIO_BLK_T_WRITE_ZEROES && !segments_.empty() &&
+                                             (segments_[0].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))))
+    compactor_->note_discard();
   return finish_write(q, h, op);
 }
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "blk/compactor.h"
 #include "blk/request.h"
 #include "disk/disk.h"
 #include "vhost/backend.h"
@@ -52,8 +53,9 @@ std::string make_serial(std::string_view key);
 
 class Device : public vhost::VhostUserDevice {
  public:
-  // `disk` must outlive the device.
-  Device(disk::Disk& disk, DeviceOptions options);
+  // `disk` must outlive the device; so must `compactor` (optional), which is told about every
+  // request and every discard.
+  Device(disk::Disk& disk, DeviceOptions options, Compactor* compactor = nullptr);
 
   // ---- VhostUserDevice
   uint64_t features() const override;
@@ -101,6 +103,7 @@ class Device : public vhost::VhostUserDevice {
 
   disk::Disk& disk_;
   DeviceOptions options_;
+  Compactor* compactor_ = nullptr;
   Limits limits_;
   uint64_t acked_ = 0;
   uint8_t writeback_ = 1;

@@ -1,7 +1,7 @@
 // pinata-blk: the vhost-user-blk backend over a raw or qcow2 image (docs/protocols/virtio-blk.md).
 //
 //   pinata-blk --socket PATH --image FILE [--format raw|qcow2] [--read-only] [--queues N]
-//              [--serial ID] [--verbose]
+//              [--serial ID] [--compact-idle SECONDS] [--control PATH] [--verbose]
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -18,6 +18,7 @@
 
 #include "base/event_loop.h"
 #include "base/log.h"
+#include "blk/control.h"
 #include "blk/device.h"
 #include "disk/disk.h"
 #include "disk/qcow2_disk.h"
@@ -31,14 +32,19 @@ constexpr uint32_t kMaxQueues = 64;
 
 constexpr const char* kUsage =
     "usage: pinata-blk --socket PATH --image FILE [--format raw|qcow2] [--read-only]\n"
-    "                  [--queues N] [--serial ID] [--verbose]\n"
+    "                  [--queues N] [--serial ID] [--compact-idle SECONDS] [--control PATH]\n"
+    "                  [--verbose]\n"
     "  --socket PATH   vhost-user socket to listen on (the hypervisor connects)\n"
     "  --image FILE    disk image (raw or qcow2)\n"
     "  --format F      raw or qcow2 (default: probed from the file's first bytes)\n"
     "  --read-only     open the image read-only and offer a read-only disk\n"
     "  --queues N      request queues offered, 1-64 (default 2; the hypervisor may use fewer)\n"
     "  --serial ID     GET_ID answer, 1-20 printable ASCII characters\n"
-    "                  (default: pinata- and a hash of the image's real path)\n";
+    "                  (default: pinata- and a hash of the image's real path)\n"
+    "  --compact-idle S  qcow2: after discards, compact the image online once the disk has\n"
+    "                  been idle S seconds and >= 64 MiB and >= 10% of the file would be given\n"
+    "                  back (default 10; 0 turns online compaction off)\n"
+    "  --control PATH  unix socket for `compact` requests (pinata disk compact while running)\n";
 
 int usage_error(const std::string& message) {
   std::fprintf(stderr, "pinata-blk: %s\n%s", message.c_str(), kUsage);
@@ -74,10 +80,11 @@ std::string real_path(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string socket_path, image;
+  std::string socket_path, image, control_path;
   std::optional<disk::ImageFormat> format;
   bool read_only = false, verbose = false;
   uint32_t queues = 2;
+  uint32_t compact_idle = 10;
   std::string serial;
   for (int i = 1; i < argc; i++) {
     std::string_view arg = argv[i];
@@ -89,7 +96,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--read-only") {
       read_only = true;
     } else if (arg == "--socket" || arg == "--image" || arg == "--format" || arg == "--queues" ||
-               arg == "--serial") {
+               arg == "--serial" || arg == "--compact-idle" || arg == "--control") {
       if (i + 1 >= argc) return usage_error(std::string(arg) + " needs a value");
       std::string_view v = argv[++i];
       if (arg == "--socket") {
@@ -103,6 +110,12 @@ int main(int argc, char** argv) {
           format = disk::ImageFormat::kQcow2;
         } else {
           return usage_error("--format '" + std::string(v) + "': expected raw or qcow2");
+        }
+      } else if (arg == "--control") {
+        control_path = v;
+      } else if (arg == "--compact-idle") {
+        if (!parse_u32(v, 0, 86400, compact_idle)) {
+          return usage_error("--compact-idle '" + std::string(v) + "': expected seconds from 0 to 86400");
         }
       } else if (arg == "--queues") {
         if (!parse_u32(v, 1, kMaxQueues, queues)) {
@@ -163,7 +176,28 @@ int main(int argc, char** argv) {
 
   int rc = 0;
   {
-    blk::Device device(*disk, options);
+    std::unique_ptr<blk::Compactor> compactor;
+    std::string no_compactor;
+    if (read_only) {
+      no_compactor = "the image is open read-only";
+    } else if (disk->format() != disk::ImageFormat::kQcow2) {
+      no_compactor = "a raw image has nothing to compact (discards punch holes directly)";
+    } else {
+      blk::CompactPolicy policy;
+      policy.automatic = compact_idle > 0;
+      policy.idle = std::chrono::seconds(compact_idle);
+      compactor = std::make_unique<blk::Compactor>(*disk, policy);
+    }
+    std::unique_ptr<blk::ControlServer> control;
+    if (!control_path.empty()) {
+      auto server = blk::ControlServer::listen(**loop, control_path, compactor.get(), no_compactor);
+      if (!server) {
+        log::error("control socket %s: %s", control_path.c_str(), server.error().message().c_str());
+        return 1;
+      }
+      control = std::move(*server);
+    }
+    blk::Device device(*disk, options, compactor.get());
     vhost::VhostUserBackend backend(**loop, device, "pinata-blk");
     if (auto s = backend.listen(socket_path); !s) {
       log::error("%s", s.error().message().c_str());

@@ -142,7 +142,8 @@ Status Daemon::configure_vm(const VmSettings& settings) {
   config.data_disk = paths_.disk;
   config.qmp_socket = paths_.qmp_sock;
   config.vsock_socket = paths_.vsock_vhost;
-  config.data_disk_socket = paths_.blk_vhost;
+  if (settings.disk_driver == VmSettings::DiskDriver::kPinataBlk) config.data_disk_socket = paths_.blk_vhost;
+  if (!settings.trim.empty()) config.extra_cmdline.push_back("pinata.trim=" + settings.trim);
   config.tsc_khz = host_tsc_khz();
   argv_ = QemuBuilder(config).argv();
   TRY(write_file_atomic(paths_.vm_args, shell_join(argv_) + "\n", 0600));
@@ -209,10 +210,12 @@ Status Daemon::spawn_backends(const std::vector<uint32_t>& forwards) {
   for (uint32_t port : forwards) vsock.insert(vsock.end(), {"--forward", std::to_string(port)});
   TRY_ASSIGN(vsock_pid_, spawn_backend("pinata-vsock", vsock, paths_.vsock_vhost));
   std::thread([this] { watch_backend("pinata-vsock", vsock_pid_); }).detach();
+  // QEMU opens the image itself (settings disk_driver=qemu, for comparisons).
+  if (settings_.disk_driver == VmSettings::DiskDriver::kQemu) return {};
   // The data disk, through our qcow2 library. A fixed serial: the guest can tell it apart.
   std::vector<std::string> blk = {find_program("pinata-blk", "blk"), "--socket", paths_.blk_vhost,
                                   "--image", paths_.disk, "--format", "qcow2", "--queues", "1",
-                                  "--serial", "pinata-docker"};
+                                  "--serial", "pinata-docker", "--control", paths_.blk_control};
   TRY_ASSIGN(blk_pid_, spawn_backend("pinata-blk", blk, paths_.blk_vhost));
   std::thread([this] { watch_backend("pinata-blk", blk_pid_); }).detach();
   return {};
@@ -527,6 +530,7 @@ void Daemon::cleanup_files() {
   ::unlink(paths_.control_sock.c_str());
   ::unlink(paths_.qmp_sock.c_str());
   ::unlink(paths_.pid_file.c_str());
+  ::unlink(paths_.blk_control.c_str());
   // pinata-blk flushes the image and marks it clean on the way out: give it time.
   for (auto [pid, wait_ms] : {std::pair{blk_pid_, 10000}, std::pair{vsock_pid_, 2000}}) {
     if (pid <= 0 || ::kill(pid, SIGTERM) != 0) continue;

@@ -54,9 +54,22 @@ Result<VmSettings> apply_setting(VmSettings s, const std::string& key, const std
       }
     }
     s.guest_forwards = ports;
+  } else if (key == "trim") {
+    if (value != "mount") TRY(parse_int("trim (seconds between fstrims, or 'mount')", value, 0, 9999999));
+    s.trim = value;
+  } else if (key == "disk_driver") {
+    if (value == "pinata-blk") {
+      s.disk_driver = VmSettings::DiskDriver::kPinataBlk;
+    } else if (value == "qemu") {
+      s.disk_driver = VmSettings::DiskDriver::kQemu;
+    } else {
+      return fail(ErrorKind::kInvalidInput,
+                  "invalid disk_driver '" + value + "': expected pinata-blk or qemu");
+    }
   } else {
-    return fail(ErrorKind::kInvalidInput,
-                "unknown setting '" + key + "': known settings are memory, ncpu, guest_forwards");
+    return fail(ErrorKind::kInvalidInput, "unknown setting '" + key +
+                                              "': known settings are memory, ncpu, guest_forwards, "
+                                              "trim, disk_driver");
   }
   return s;
 }
@@ -89,8 +102,11 @@ std::string format_settings(const VmSettings& s) {
     if (!forwards.empty()) forwards += ';';
     forwards += std::to_string(p);
   }
-  return "memory=" + std::to_string(s.memory_gib) + "\nncpu=" + std::to_string(s.ncpu) +
-         "\nguest_forwards=" + forwards + "\n";
+  std::string out = "memory=" + std::to_string(s.memory_gib) + "\nncpu=" + std::to_string(s.ncpu) +
+                    "\nguest_forwards=" + forwards + "\n";
+  if (!s.trim.empty()) out += "trim=" + s.trim + "\n";
+  if (s.disk_driver == VmSettings::DiskDriver::kQemu) out += "disk_driver=qemu\n";
+  return out;
 }
 
 Result<VmSettings> load_settings(const std::string& path) {

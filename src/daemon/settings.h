@@ -17,6 +17,14 @@ struct VmSettings {
   // Guest vsock ports forwarded to $PINATA_HOME/vsock/00000003.%08x ("2376;1525"); 2376
   // (the Docker API) is always forwarded.
   std::vector<uint32_t> guest_forwards = {2376};
+  // How the guest trims the data disk: "" (the guest's default: fstrim every 300 s), "mount"
+  // (ext4 -o discard) or a number of seconds between fstrims (0: never). Kernel command line
+  // pinata.trim=...; tests and bench/disk set it.
+  std::string trim;
+  // Who serves Docker.qcow2 to the VM: pinata-blk (vhost-user-blk, the default) or QEMU's own
+  // qcow2 driver ("qemu", kept so bench/disk can compare the two in the same VM).
+  enum class DiskDriver { kPinataBlk, kQemu };
+  DiskDriver disk_driver = DiskDriver::kPinataBlk;
   // From the configuration database (not the settings file).
   std::string hostname = "pinata";
 };

@@ -44,12 +44,27 @@ TEST(Settings, GuestForwardsAlwaysIncludeTheDockerPort) {
   EXPECT_FALSE(parse_settings("guest_forwards=70000\n", 8, 16));
 }
 
+TEST(Settings, TrimIsMountOrSecondsAndRoundTrips) {
+  auto s = parse_settings("trim=5\ndisk_driver=qemu\n", 8, 16);
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->trim, "5");
+  EXPECT_EQ(s->disk_driver, VmSettings::DiskDriver::kQemu);
+  EXPECT_EQ(*parse_settings(format_settings(*s), 8, 16), *s);
+  EXPECT_EQ(parse_settings("trim=mount\n", 8, 16)->trim, "mount");
+  EXPECT_EQ(parse_settings("", 8, 16)->disk_driver, VmSettings::DiskDriver::kPinataBlk);
+  EXPECT_FALSE(parse_settings("trim=-1\n", 8, 16));
+  EXPECT_FALSE(parse_settings("trim=discard\n", 8, 16));
+  auto bad = parse_settings("disk_driver=virtio\n", 8, 16);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("expected pinata-blk or qemu"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pinata
 
 namespace pinata {
 bool operator==(const VmSettings& a, const VmSettings& b) {
   return a.memory_gib == b.memory_gib && a.ncpu == b.ncpu &&
-         a.guest_forwards == b.guest_forwards;
+         a.guest_forwards == b.guest_forwards && a.trim == b.trim && a.disk_driver == b.disk_driver;
 }
 }  // namespace pinata

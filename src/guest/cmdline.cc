@@ -61,6 +61,33 @@ std::string hostname_from_cmdline(std::string_view cmdline, std::string* invalid
   return *value;
 }
 
+TrimPolicy trim_policy_from_cmdline(std::string_view cmdline, std::string* invalid) {
+  TrimPolicy policy;
+  auto value = cmdline_value(cmdline, kTrimParam);
+  if (!value) return policy;
+  if (*value == "mount") {
+    policy.mode = TrimPolicy::Mode::kMountDiscard;
+    policy.interval_seconds = 0;
+    return policy;
+  }
+  // Seconds: 1-7 digits (at most ~115 days), no sign, no suffix.
+  bool digits = !value->empty() && value->size() <= 7;
+  int seconds = 0;
+  for (char c : *value) {
+    if (c < '0' || c > '9') {
+      digits = false;
+      break;
+    }
+    seconds = seconds * 10 + (c - '0');
+  }
+  if (!digits) {
+    if (invalid) *invalid = *value;
+    return policy;
+  }
+  policy.interval_seconds = seconds;
+  return policy;
+}
+
 std::string hosts_file(std::string_view hostname) {
   std::string h(hostname);
   return "127.0.0.1\tlocalhost\n"

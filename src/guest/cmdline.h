@@ -29,6 +29,23 @@ bool is_valid_hostname(std::string_view name);
 // `*invalid` (if given) receives a rejected value.
 std::string hostname_from_cmdline(std::string_view cmdline, std::string* invalid = nullptr);
 
+// How the data disk gives freed blocks back to the host image (docs/protocols/virtio-blk.md,
+// "Trim"): `pinata.trim=mount` mounts it with -o discard (every delete discards at once);
+// `pinata.trim=SECONDS` runs FITRIM (fstrim) on it every SECONDS (0: never). The default,
+// periodic every kDefaultTrimSeconds, frees whole qcow2 clusters that per-delete discards of
+// small extents cannot (see the measurement in SPECIFICATION.md).
+inline constexpr std::string_view kTrimParam = "pinata.trim";
+inline constexpr int kDefaultTrimSeconds = 300;
+struct TrimPolicy {
+  enum class Mode { kPeriodic, kMountDiscard };
+  Mode mode = Mode::kPeriodic;
+  int interval_seconds = kDefaultTrimSeconds;  // kPeriodic only; 0 = never
+  bool operator==(const TrimPolicy&) const = default;
+};
+// The policy from the command line; a malformed value gives the default and is reported in
+// `*invalid` (if given).
+TrimPolicy trim_policy_from_cmdline(std::string_view cmdline, std::string* invalid = nullptr);
+
 // The contents of /etc/hosts for `hostname`.
 std::string hosts_file(std::string_view hostname);
 

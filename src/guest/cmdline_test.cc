@@ -59,5 +59,34 @@ TEST(Text, StripWhitespaceTrimsBothEnds) {
   EXPECT_EQ(strip_whitespace("a b"), "a b");
 }
 
+TEST(TrimPolicy, DefaultIsPeriodicEveryFiveMinutes) {
+  TrimPolicy p = trim_policy_from_cmdline("console=ttyS0");
+  EXPECT_EQ(p.mode, TrimPolicy::Mode::kPeriodic);
+  EXPECT_EQ(p.interval_seconds, kDefaultTrimSeconds);
+}
+
+TEST(TrimPolicy, MountSelectsOnlineDiscard) {
+  TrimPolicy p = trim_policy_from_cmdline("pinata.trim=mount quiet");
+  EXPECT_EQ(p.mode, TrimPolicy::Mode::kMountDiscard);
+  EXPECT_EQ(p.interval_seconds, 0);
+}
+
+TEST(TrimPolicy, SecondsSetTheIntervalAndZeroTurnsItOff) {
+  EXPECT_EQ(trim_policy_from_cmdline("pinata.trim=5").interval_seconds, 5);
+  TrimPolicy off = trim_policy_from_cmdline("pinata.trim=0");
+  EXPECT_EQ(off.mode, TrimPolicy::Mode::kPeriodic);
+  EXPECT_EQ(off.interval_seconds, 0);
+}
+
+TEST(TrimPolicy, MalformedValueGivesTheDefaultAndIsReported) {
+  for (const char* bad : {"pinata.trim=-1", "pinata.trim=5s", "pinata.trim=", "pinata.trim=99999999",
+                          "pinata.trim=discard"}) {
+    std::string invalid = "unset";
+    TrimPolicy p = trim_policy_from_cmdline(bad, &invalid);
+    EXPECT_EQ(p, TrimPolicy{}) << bad;
+    EXPECT_NE(invalid, "unset") << bad;
+  }
+}
+
 }  // namespace
 }  // namespace pinata::guest

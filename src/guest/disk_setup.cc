@@ -2,10 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -79,19 +82,19 @@ DiskLayout find_disks(std::chrono::milliseconds timeout) {
   }
 }
 
-void setup_data_disk(const std::string& name) {
+bool setup_data_disk(const std::string& name, const TrimPolicy& trim) {
   if (auto st = make_dirs(kDockerDataDir); !st) {
     log::error("%s", st.error().message().c_str());
   }
   if (name.empty()) {
     mount_tmpfs_fallback("no data disk found");
-    return;
+    return false;
   }
   std::string dev = "/dev/" + name;
   auto sb = probe_disk(name);
   if (!sb) {
     mount_tmpfs_fallback("data disk " + dev + ": " + sb.error().message());
-    return;
+    return false;
   }
   if (!*sb) {
     step("formatting data disk (first boot): %s", dev.c_str());
@@ -106,20 +109,50 @@ void setup_data_disk(const std::string& name) {
     auto status = run_and_wait(argv, "mkfs");
     if (!status) {
       mount_tmpfs_fallback("formatting " + dev + ": " + status.error().message());
-      return;
+      return false;
     }
     if (*status != 0) {
       mount_tmpfs_fallback("formatting " + dev + ": mkfs.ext4 " + describe_wait_status(*status));
-      return;
+      return false;
     }
     step("formatted data disk %s", dev.c_str());
   }
-  auto st = mount_fs(dev, kDockerDataDir, "ext4", MS_NOATIME, "");
+  const bool discard = trim.mode == TrimPolicy::Mode::kMountDiscard;
+  auto st = mount_fs(dev, kDockerDataDir, "ext4", MS_NOATIME, discard ? "discard" : "");
   if (!st) {
     mount_tmpfs_fallback("mounting data disk: " + st.error().message());
-    return;
+    return false;
   }
-  step("data disk %s mounted on %s", dev.c_str(), kDockerDataDir);
+  step("data disk %s mounted on %s%s", dev.c_str(), kDockerDataDir, discard ? " (-o discard)" : "");
+  return true;
+}
+
+void start_periodic_trim(std::chrono::seconds interval) {
+  std::thread([interval] {
+    for (;;) {
+      std::this_thread::sleep_for(interval);
+      UniqueFd fd(::open(kDockerDataDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!fd) {
+        log::warn("fstrim %s: %s", kDockerDataDir, std::strerror(errno));
+        continue;
+      }
+      // The whole file system; ext4 skips block groups it trimmed before and that have had no
+      // frees since, so an idle disk costs one cheap ioctl per interval.
+      struct fstrim_range range = {0, UINT64_MAX, 0};
+      auto start = std::chrono::steady_clock::now();
+      if (::ioctl(fd.get(), FITRIM, &range) != 0) {
+        log::warn("fstrim %s: %s", kDockerDataDir, std::strerror(errno));
+        if (errno == EOPNOTSUPP) return;  // the disk offers no discard: nothing to do, ever
+        continue;
+      }
+      if (range.len > 0) {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start).count();
+        log::info("fstrim %s: %llu MiB trimmed in %lld ms", kDockerDataDir,
+                  static_cast<unsigned long long>(range.len >> 20), static_cast<long long>(ms));
+      }
+    }
+  }).detach();
 }
 
 }  // namespace pinata::guest

@@ -37,6 +37,24 @@ check "the file shrank ($size_before -> $size_after bytes)" test "$size_after" -
 check "qemu-img check is clean" qemu-img check -q "$IMG"
 check "the data is unchanged (qemu-img compare)" qemu-img compare -q "$WORK/before.qcow2" "$IMG"
 
+# While the VM runs pinata-blk has the image open: `pinata disk compact` asks it, over its
+# control socket, to compact online. Same starting image as above, a real pinata-blk (no VM).
+cp --sparse=always "$WORK/before.qcow2" "$IMG"
+exec {lock}>"$PINATA_HOME/pinatad.lock"
+flock "$lock"
+"$BUILD/src/blk/pinata-blk" --socket "$WORK/vhost-blk.sock" --image "$IMG" --format qcow2 \
+  --control "$PINATA_HOME/blk-control.sock" 2>"$WORK/blk.log" &
+blk=$!
+for _ in $(seq 1 100); do [ -S "$PINATA_HOME/blk-control.sock" ] && break; sleep 0.05; done
+expect_exit 0 "pinata disk compact while running (through pinata-blk)" "$PINATA" disk compact
+check "... says it compacted while running" contains "$out" "while running"
+size_online=$(stat -c %s "$IMG")
+check "... and the file shrank ($size_before -> $size_online bytes)" test "$size_online" -lt $((size_before / 10))
+kill -TERM $blk; wait $blk || true
+exec {lock}>&-
+check "after pinata-blk exits, qemu-img check is clean" qemu-img check -q "$IMG"
+check "... and the data is unchanged" qemu-img compare -q "$WORK/before.qcow2" "$IMG"
+
 printf 'QFI\xfb\0\0\0\x09garbage' | dd of="$IMG" conv=notrunc status=none
 expect_exit 1 "a corrupt image gives an error" "$PINATA" disk info
 check "... that says what is wrong" contains "$out" "Docker.qcow2"
