@@ -113,6 +113,9 @@ Status Daemon::prepare() {
   if (!config) return fail(config.error().context("configuration database"));
   config_ = std::move(*config);
   apply_database(settings, config_->settings());
+  external_bind_ = config_->settings().external_bind;
+  slirp_docker_ = config_->settings().slirp_docker;
+  slirp_host_ = config_->settings().slirp_host;
   auto image = verify_guest_image(paths_.guest_dir);
   if (!image) return fail(image.error());
   log::info("guest image %s verified", paths_.guest_dir.c_str());
@@ -143,6 +146,7 @@ Status Daemon::configure_vm(const VmSettings& settings) {
   config.qmp_socket = paths_.qmp_sock;
   config.vsock_socket = paths_.vsock_vhost;
   if (settings.disk_driver == VmSettings::DiskDriver::kPinataBlk) config.data_disk_socket = paths_.blk_vhost;
+  if (settings.net_driver == VmSettings::NetDriver::kPinataNet) config.net_socket = paths_.net_vhost;
   if (!settings.trim.empty()) config.extra_cmdline.push_back("pinata.trim=" + settings.trim);
   config.tsc_khz = host_tsc_khz();
   argv_ = QemuBuilder(config).argv();
@@ -210,6 +214,26 @@ Status Daemon::spawn_backends(const std::vector<uint32_t>& forwards) {
   for (uint32_t port : forwards) vsock.insert(vsock.end(), {"--forward", std::to_string(port)});
   TRY_ASSIGN(vsock_pid_, spawn_backend("pinata-vsock", vsock, paths_.vsock_vhost));
   std::thread([this] { watch_backend("pinata-vsock", vsock_pid_); }).detach();
+  // The network and port forwarding. Published ports bind 127.0.0.1 unless the database's
+  // `network` setting has external-bind=true.
+  if (settings_.net_driver == VmSettings::NetDriver::kPinataNet) {
+    std::vector<std::string> net = {find_program("pinata-net", "net"), "--socket", paths_.net_vhost,
+                                    "--vsock-dir", paths_.vsock_dir, "--mtu", "65520"};
+    if (external_bind_) net.push_back("--external-bind");
+    // Addresses from the database (slirp/docker, slirp/host): a /24 around the guest's
+    // address, and the guest's DNS server at .7 of it (.8 if that is taken).
+    size_t dot = slirp_docker_.rfind('.');
+    if (!slirp_docker_.empty() && !slirp_host_.empty() && dot != std::string::npos) {
+      std::string prefix = slirp_docker_.substr(0, dot + 1);
+      std::string dns = prefix + "7";
+      if (dns == slirp_docker_ || dns == slirp_host_) dns = prefix + "8";
+      if (dns == slirp_docker_ || dns == slirp_host_) dns = prefix + "9";
+      net.insert(net.end(), {"--net", prefix + "0/24", "--guest-ip", slirp_docker_, "--host-ip",
+                             slirp_host_, "--dns-ip", dns});
+    }
+    TRY_ASSIGN(net_pid_, spawn_backend("pinata-net", net, paths_.net_vhost));
+    std::thread([this] { watch_backend("pinata-net", net_pid_); }).detach();
+  }
   // QEMU opens the image itself (settings disk_driver=qemu, for comparisons).
   if (settings_.disk_driver == VmSettings::DiskDriver::kQemu) return {};
   // The data disk, through our qcow2 library. A fixed serial: the guest can tell it apart.
@@ -532,7 +556,8 @@ void Daemon::cleanup_files() {
   ::unlink(paths_.pid_file.c_str());
   ::unlink(paths_.blk_control.c_str());
   // pinata-blk flushes the image and marks it clean on the way out: give it time.
-  for (auto [pid, wait_ms] : {std::pair{blk_pid_, 10000}, std::pair{vsock_pid_, 2000}}) {
+  for (auto [pid, wait_ms] :
+       {std::pair{blk_pid_, 10000}, std::pair{vsock_pid_, 2000}, std::pair{net_pid_, 2000}}) {
     if (pid <= 0 || ::kill(pid, SIGTERM) != 0) continue;
     for (int waited = 0; waited < wait_ms && ::kill(pid, 0) == 0; waited += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -87,6 +87,9 @@ class Daemon {
   pid_t qemu_pid_ = -1;
   pid_t vsock_pid_ = -1;
   pid_t blk_pid_ = -1;
+  pid_t net_pid_ = -1;
+  bool external_bind_ = false;  // the database's `network` has external-bind=true
+  std::string slirp_docker_, slirp_host_;  // the database's slirp/docker and slirp/host
   std::atomic<bool> qemu_exited_{false};
   std::chrono::steady_clock::time_point started_at_;
 

@@ -37,6 +37,7 @@ Paths Paths::for_home(const std::string& home, const std::string& guest_dir) {
   p.vsock_vhost = path_join(home, "vhost-vsock.sock");
   p.blk_vhost = path_join(home, "vhost-blk.sock");
   p.blk_control = path_join(home, "blk-control.sock");
+  p.net_vhost = path_join(home, "vhost-net.sock");
   p.disk = path_join(home, "Docker.qcow2");
   p.console_ring = path_join(home, "console-ring");
   p.log_dir = path_join(home, "log");

@@ -15,6 +15,7 @@ struct Paths {
   std::string vsock_dir;     // pinata-vsock's socket directory (hyperkit layout)
   std::string vsock_vhost;   // pinata-vsock's vhost-user socket (QEMU connects to it)
   std::string blk_vhost;     // pinata-blk's vhost-user socket (the data disk)
+  std::string net_vhost;     // pinata-net's vhost-user socket (network + port forwarding)
   std::string blk_control;   // pinata-blk's control socket (`pinata disk compact` while running)
   std::string disk;          // Docker.qcow2
   std::string console_ring;  // bounded copy of everything the serial console printed

@@ -66,10 +66,19 @@ Result<VmSettings> apply_setting(VmSettings s, const std::string& key, const std
       return fail(ErrorKind::kInvalidInput,
                   "invalid disk_driver '" + value + "': expected pinata-blk or qemu");
     }
+  } else if (key == "net_driver") {
+    if (value == "pinata-net") {
+      s.net_driver = VmSettings::NetDriver::kPinataNet;
+    } else if (value == "qemu") {
+      s.net_driver = VmSettings::NetDriver::kQemu;
+    } else {
+      return fail(ErrorKind::kInvalidInput,
+                  "invalid net_driver '" + value + "': expected pinata-net or qemu");
+    }
   } else {
     return fail(ErrorKind::kInvalidInput, "unknown setting '" + key +
                                               "': known settings are memory, ncpu, guest_forwards, "
-                                              "trim, disk_driver");
+                                              "trim, disk_driver, net_driver");
   }
   return s;
 }
@@ -106,6 +115,7 @@ std::string format_settings(const VmSettings& s) {
                     "\nguest_forwards=" + forwards + "\n";
   if (!s.trim.empty()) out += "trim=" + s.trim + "\n";
   if (s.disk_driver == VmSettings::DiskDriver::kQemu) out += "disk_driver=qemu\n";
+  if (s.net_driver == VmSettings::NetDriver::kQemu) out += "net_driver=qemu\n";
   return out;
 }
 

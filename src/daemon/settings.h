@@ -25,6 +25,10 @@ struct VmSettings {
   // qcow2 driver ("qemu", kept so bench/disk can compare the two in the same VM).
   enum class DiskDriver { kPinataBlk, kQemu };
   DiskDriver disk_driver = DiskDriver::kPinataBlk;
+  // Who gives the VM its network: pinata-net (vhost-user-net, port forwarding; the default) or
+  // QEMU's user network ("qemu": no published ports; kept so bench/net can compare).
+  enum class NetDriver { kPinataNet, kQemu };
+  NetDriver net_driver = NetDriver::kPinataNet;
   // From the configuration database (not the settings file).
   std::string hostname = "pinata";
 };

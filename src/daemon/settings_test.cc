@@ -45,10 +45,12 @@ TEST(Settings, GuestForwardsAlwaysIncludeTheDockerPort) {
 }
 
 TEST(Settings, TrimIsMountOrSecondsAndRoundTrips) {
-  auto s = parse_settings("trim=5\ndisk_driver=qemu\n", 8, 16);
+  auto s = parse_settings("trim=5\ndisk_driver=qemu\nnet_driver=qemu\n", 8, 16);
   ASSERT_TRUE(s) << s.error().message();
   EXPECT_EQ(s->trim, "5");
   EXPECT_EQ(s->disk_driver, VmSettings::DiskDriver::kQemu);
+  EXPECT_EQ(s->net_driver, VmSettings::NetDriver::kQemu);
+  EXPECT_FALSE(parse_settings("net_driver=tap\n", 8, 16));
   EXPECT_EQ(*parse_settings(format_settings(*s), 8, 16), *s);
   EXPECT_EQ(parse_settings("trim=mount\n", 8, 16)->trim, "mount");
   EXPECT_EQ(parse_settings("", 8, 16)->disk_driver, VmSettings::DiskDriver::kPinataBlk);
@@ -65,6 +67,7 @@ TEST(Settings, TrimIsMountOrSecondsAndRoundTrips) {
 namespace pinata {
 bool operator==(const VmSettings& a, const VmSettings& b) {
   return a.memory_gib == b.memory_gib && a.ncpu == b.ncpu &&
-         a.guest_forwards == b.guest_forwards && a.trim == b.trim && a.disk_driver == b.disk_driver;
+         a.guest_forwards == b.guest_forwards && a.trim == b.trim && a.disk_driver == b.disk_driver &&
+         a.net_driver == b.net_driver;
 }
 }  // namespace pinata

@@ -46,8 +46,16 @@ std::vector<std::string> QemuBuilder::argv() const {
                                      ",if=none,id=data,format=qcow2,discard=unmap,cache=writeback",
                        "-device", "virtio-blk-device,drive=data"});
   }
-  // Guest traffic out (DHCP, DNS, registries) through QEMU's user network; nothing in.
-  a.insert(a.end(), {"-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"});
+  if (!c.net_socket.empty()) {
+    // Guest traffic through pinata-net (libslirp behind vhost-user-net): every flow leaves as
+    // an ordinary host socket; a large MTU so the emulated guest handles fewer packets.
+    a.insert(a.end(), {"-chardev", "socket,id=netc,path=" + c.net_socket, "-netdev",
+                       "vhost-user,id=net0,chardev=netc", "-device",
+                       "virtio-net-device,netdev=net0,host_mtu=" + std::to_string(c.net_mtu)});
+  } else {
+    // QEMU's user network (also libslirp); nothing in.
+    a.insert(a.end(), {"-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"});
+  }
   a.insert(a.end(), {"-device", "virtio-rng-device"});
   // vsock through pinata-vsock (vhost-user): the Docker API and, later, the other services.
   a.insert(a.end(), {"-chardev", "socket,id=vsock,path=" + c.vsock_socket, "-device",

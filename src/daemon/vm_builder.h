@@ -22,6 +22,10 @@ struct VmConfig {
   std::string data_disk_socket;
   std::string qmp_socket;
   std::string vsock_socket;  // vhost-user socket of pinata-vsock
+  // The vhost-user socket of pinata-net (userspace networking + port forwarding); empty: QEMU's
+  // own user network (`-netdev user`, kept so bench/net can compare the two in the same VM).
+  std::string net_socket;
+  int net_mtu = 65520;       // pinata-net's MTU (QEMU's host_mtu; pinata-net gets the same)
   std::string hostname = "pinata";
   long tsc_khz = 0;        // 0: let the kernel calibrate
   std::vector<std::string> extra_cmdline;

@@ -56,6 +56,17 @@ TEST(QemuBuilder, AttachesRootReadOnlyAndVsockThroughVhostUserWithNoHostForwards
   for (const auto& arg : argv) EXPECT_EQ(arg.find("hostfwd"), std::string::npos) << arg;
 }
 
+TEST(QemuBuilder, NetworkGoesThroughPinataNetWhenItHasASocket) {
+  VmConfig c = sample();
+  c.net_socket = "/h/vhost-net.sock";
+  c.net_mtu = 65520;
+  auto argv = QemuBuilder(c).argv();
+  EXPECT_TRUE(has_pair(argv, "-chardev", "socket,id=netc,path=/h/vhost-net.sock"));
+  EXPECT_TRUE(has_pair(argv, "-netdev", "vhost-user,id=net0,chardev=netc"));
+  EXPECT_TRUE(has_pair(argv, "-device", "virtio-net-device,netdev=net0,host_mtu=65520"));
+  EXPECT_FALSE(has_pair(argv, "-netdev", "user,id=net0"));
+}
+
 TEST(QemuBuilder, DataDiskGoesThroughPinataBlkWhenItHasASocket) {
   VmConfig c = sample();
   auto qemu_driver = QemuBuilder(c).argv();

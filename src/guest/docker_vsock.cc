@@ -29,17 +29,6 @@ struct sockaddr_vm vsock_address(unsigned cid, unsigned port) {
   return addr;
 }
 
-Result<UniqueFd> vsock_listen(unsigned port) {
-  UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return fail_errno("socket(AF_VSOCK)");
-  struct sockaddr_vm addr = vsock_address(VMADDR_CID_ANY, port);
-  if (::bind(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
-    return fail_errno("bind vsock port " + std::to_string(port));
-  }
-  if (::listen(fd.get(), 512) != 0) return fail_errno("listen");
-  return fd;
-}
-
 void serve(UniqueFd listener, std::string docker_socket) {
   for (;;) {
     int fd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
@@ -57,6 +46,17 @@ void serve(UniqueFd listener, std::string docker_socket) {
 }
 
 }  // namespace
+
+Result<UniqueFd> vsock_listen(unsigned port) {
+  UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fail_errno("socket(AF_VSOCK)");
+  struct sockaddr_vm addr = vsock_address(VMADDR_CID_ANY, port);
+  if (::bind(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
+    return fail_errno("bind vsock port " + std::to_string(port));
+  }
+  if (::listen(fd.get(), 512) != 0) return fail_errno("listen");
+  return fd;
+}
 
 Result<UniqueFd> vsock_connect(unsigned cid, unsigned port) {
   UniqueFd fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));

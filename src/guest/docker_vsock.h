@@ -20,6 +20,9 @@ struct DockerVsockConfig {
 // detached threads.
 void start_docker_vsock_service(const DockerVsockConfig& config);
 
+// A stream socket listening on vsock port `port` (any CID).
+Result<UniqueFd> vsock_listen(unsigned port);
+
 // A stream socket connected to vsock (cid, port), e.g. the host (2) for the database.
 Result<UniqueFd> vsock_connect(unsigned cid, unsigned port);
 

@@ -20,6 +20,8 @@
 #include "guest/docker_vsock.h"
 #include "guest/boot_clock.h"
 #include "guest/cmdline.h"
+#include "guest/port_forwarding.h"
+#include "ports/userland_proxy.h"
 #include "guest/config_db.h"
 #include "guest/disk_setup.h"
 #include "guest/modules.h"
@@ -171,9 +173,14 @@ std::vector<std::string> dockerd_argv() {
   // 6. Network, in the background: nothing below waits for an address. The configuration
   // database (over vsock) is read meanwhile; dockerd waits for it.
   std::thread(configure_network, hostname).detach();
+  // The port-forwarding tree is mounted alongside, for the hook dockerd runs on `-p`.
   auto db_future = std::async(std::launch::async, [] {
-    return mount_and_apply_db(std::chrono::seconds(15));
+    DbBootConfig db = mount_and_apply_db(std::chrono::seconds(15));
+    mount_port_tree(std::chrono::seconds(5));
+    return db;
   });
+  start_port_forwarder();
+  bool proxy_installed = install_userland_proxy();
 
   // 8 (early). containerd needs nothing more; dockerd needs the data disk.
   Supervisor supervisor;
@@ -206,6 +213,9 @@ std::vector<std::string> dockerd_argv() {
       log::info("db: host name %s", db.hostname->c_str());
   }
   std::vector<std::string> dockerd = dockerd_argv();
+  // Published ports: dockerd runs our hook instead of docker-proxy (it also proxies inside the
+  // VM, as docker-proxy does, and asks pinata-net for the host side).
+  if (proxy_installed) dockerd.push_back(std::string("--userland-proxy-path=") + kUserlandProxyPath);
   dockerd.insert(dockerd.end(), db.dockerd_args.begin(), db.dockerd_args.end());
   supervisor.start("dockerd", dockerd);
   int dockerd_restart_fd = db.mounted ? start_daemon_json_watch() : -1;
@@ -228,7 +238,10 @@ std::vector<std::string> dockerd_argv() {
 }  // namespace
 }  // namespace pinata::guest
 
-int main() {
+int main(int argc, char** argv) {
+  // Multi-call: dockerd runs this binary as its userland proxy (see port_forwarding.h).
+  std::string_view self = argc > 0 ? argv[0] : "";
+  if (self.substr(self.rfind('/') + 1) == "pinata-proxy") return pinata::ports::userland_proxy_main(argc, argv);
   if (::getpid() != 1) {
     std::fprintf(stderr,
                  "pinata-init: this is the init (PID 1) of the pinata guest VM; it mounts, "

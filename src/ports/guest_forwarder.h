@@ -20,7 +20,10 @@ namespace pinata::ports {
 
 struct ForwarderOptions {
   std::chrono::milliseconds header_timeout{5'000};
-  std::chrono::milliseconds connect_timeout{10'000};
+  // As long as Linux's own SYN retries (about 127 s), as docker-proxy's plain dial has: a
+  // container whose accept queue is full (busybox httpd listens with a backlog of 9) drops
+  // SYNs, and its clients are retried, not refused (seen with 100 concurrent downloads).
+  std::chrono::milliseconds connect_timeout{127'000};
   std::chrono::milliseconds udp_idle{60'000};
   size_t max_connections = 4096;
   size_t udp_pending = 256 * 1024;  // bytes of frames queued towards the host per UDP flow

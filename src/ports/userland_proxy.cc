@@ -22,7 +22,8 @@ constexpr long kV9fsMagic = 0x01021997;
 constexpr int kStatusFd = 3;
 // docker-proxy's UDP flows expire after 90 s (UDPConnTrackTimeout); the same here.
 constexpr std::chrono::milliseconds kLocalUdpIdle{90'000};
-constexpr std::chrono::milliseconds kLocalConnectTimeout{10'000};
+// Linux's own SYN retries take about 127 s; docker-proxy's dial waits as long.
+constexpr std::chrono::milliseconds kLocalConnectTimeout{127'000};
 
 // dockerd's end of the pipe on fd 3. Without it (run by hand) the outcome goes to stderr.
 class StatusPipe {
