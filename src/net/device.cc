@@ -225,7 +225,10 @@ Device::Delivery Device::deliver(std::span<const uint8_t> frame) {
     off += out.write_some(frame.subspan(off));
     used_len[i] = static_cast<uint32_t>(out.bytes_written());
   }
-  for (size_t i = 0; i < chains; i++) (void)rx_->add_used(held_[i], used_len[i]);
+  // One used->idx update for the whole frame: the driver must never see some of its buffers.
+  used_elems_.clear();
+  for (size_t i = 0; i < chains; i++) used_elems_.push_back({held_[i].head(), used_len[i]});
+  (void)rx_->add_used_many(used_elems_);
   held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(chains));
   stats_.rx_frames++;
   stats_.rx_bytes += frame.size();

@@ -120,6 +120,7 @@ class Device : public vhost::VhostUserDevice {
   vhost::Virtqueue* rx_ = nullptr;
   vhost::Virtqueue* tx_ = nullptr;
   std::vector<vhost::DescriptorChain> held_;  // RX chains popped for a frame not yet written
+  std::vector<vhost::Virtqueue::UsedElem> used_elems_;  // scratch for add_used_many
   std::deque<std::vector<uint8_t>> pending_;  // frames waiting for RX buffers
   size_t pending_bytes_ = 0;
   std::vector<uint8_t> tx_frame_;

@@ -234,6 +234,33 @@ Status Virtqueue::add_used(uint16_t head, uint32_t len) {
   return {};
 }
 
+Status Virtqueue::add_used_many(std::span<const UsedElem> elems) {
+  if (!memory_)
+    return fail(ErrorKind::kInternal, "queue " + std::to_string(index_) + " is not active");
+  if (broken_)
+    return fail(ErrorKind::kInvalidInput, "queue " + std::to_string(index_) + " is broken");
+  if (elems.size() > size_)
+    return fail(ErrorKind::kInternal, "queue " + std::to_string(index_) + ": " + std::to_string(elems.size()) +
+                                          " used elements at once for a ring of " + std::to_string(size_));
+  for (const UsedElem& e : elems) {
+    if (e.head >= size_) {
+      return fail(ErrorKind::kInternal, "queue " + std::to_string(index_) + ": add_used head " +
+                                            std::to_string(e.head) + " out of range");
+    }
+  }
+  uint16_t next = next_used_;
+  for (const UsedElem& e : elems) {
+    uint8_t* elem = used_ + kUsedRing + 8ull * (next & (size_ - 1));
+    __atomic_store_n(reinterpret_cast<uint32_t*>(elem), uint32_t{e.head}, __ATOMIC_RELAXED);
+    __atomic_store_n(reinterpret_cast<uint32_t*>(elem + 4), e.len, __ATOMIC_RELAXED);
+    next++;
+  }
+  next_used_ = next;
+  std::atomic_thread_fence(std::memory_order_release);
+  store_u16(used_ + kUsedIdx, next_used_, __ATOMIC_RELAXED);
+  return {};
+}
+
 bool Virtqueue::needs_notification() {
   if (!memory_ || broken_) return false;
   // Our used idx store must be visible before we read the driver's event/flags.

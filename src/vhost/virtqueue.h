@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "base/fd.h"
@@ -105,6 +106,15 @@ class Virtqueue {
   Status add_used(const DescriptorChain& chain, uint32_t len) {
     return add_used(chain.head(), len);
   }
+  // Returns several chains at once, published by a single used->idx store after all their
+  // elements: the driver never sees part of the group (virtio-net's mergeable rx buffers:
+  // Linux drops a frame whose num_buffers buffers are not all used yet). All or nothing: on
+  // an error nothing is published.
+  struct UsedElem {
+    uint16_t head;
+    uint32_t len;
+  };
+  Status add_used_many(std::span<const UsedElem> elems);
   // Whether the driver wants an interrupt for the used entries added since the last call
   // (EVENT_IDX used_event, or VRING_AVAIL_F_NO_INTERRUPT). Updates the signalled position.
   bool needs_notification();

@@ -77,6 +77,27 @@ TEST_F(VirtqueueTest, DirectChainIsReadThenWritten) {
   EXPECT_EQ(queue_.next_avail(), 1);
 }
 
+TEST_F(VirtqueueTest, AddUsedManyPublishesTheGroupWithOneIndexUpdate) {
+  uint16_t a = driver_->add_chain({{driver_->alloc(8), 8, true}});
+  uint16_t b = driver_->add_chain({{driver_->alloc(8), 8, true}});
+  uint16_t c = driver_->add_chain({{driver_->alloc(8), 8, true}});
+  auto ca = queue_.pop(), cb = queue_.pop(), cc = queue_.pop();
+  ASSERT_TRUE(ca && cb && cc);
+
+  std::vector<Virtqueue::UsedElem> group = {{ca->head(), 8}, {cb->head(), 5}, {cc->head(), 1}};
+  ASSERT_TRUE(queue_.add_used_many(group));
+
+  EXPECT_EQ(driver_->used_idx(), 3);
+  EXPECT_EQ(driver_->used_elem(0).id, a);
+  EXPECT_EQ(driver_->used_elem(1).id, b);
+  EXPECT_EQ(driver_->used_elem(1).len, 5u);
+  EXPECT_EQ(driver_->used_elem(2).id, c);
+  // An out-of-range head anywhere in a group publishes nothing.
+  std::vector<Virtqueue::UsedElem> bad = {{a, 1}, {kQueueSize, 1}};
+  EXPECT_FALSE(queue_.add_used_many(bad));
+  EXPECT_EQ(driver_->used_idx(), 3);
+}
+
 TEST_F(VirtqueueTest, ObjectsSpanningSegmentsAreReadWhole) {
   uint32_t value = 0xa1b2c3d4;
   auto* bytes = reinterpret_cast<const uint8_t*>(&value);
