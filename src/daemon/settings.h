@@ -17,9 +17,9 @@ struct VmSettings {
   // Guest vsock ports forwarded to $PINATA_HOME/vsock/00000003.%08x ("2376;1525"); 2376
   // (the Docker API) is always forwarded.
   std::vector<uint32_t> guest_forwards = {2376};
-  // How the guest trims the data disk: "" (the guest's default: fstrim every 300 s), "mount"
-  // (ext4 -o discard) or a number of seconds between fstrims (0: never). Kernel command line
-  // pinata.trim=...; tests and bench/disk set it.
+  // How the guest trims the data disk: "" (the guest's default: ext4 -o discard plus fstrim
+  // every 300 s), "mount" (-o discard only) or a number of seconds between fstrims with no
+  // -o discard (0: never trim). Kernel command line pinata.trim=...; tests and benches set it.
   std::string trim;
   // Who serves Docker.qcow2 to the VM: pinata-blk (vhost-user-blk, the default) or QEMU's own
   // qcow2 driver ("qemu", kept so bench/disk can compare the two in the same VM).

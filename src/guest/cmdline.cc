@@ -66,8 +66,7 @@ TrimPolicy trim_policy_from_cmdline(std::string_view cmdline, std::string* inval
   auto value = cmdline_value(cmdline, kTrimParam);
   if (!value) return policy;
   if (*value == "mount") {
-    policy.mode = TrimPolicy::Mode::kMountDiscard;
-    policy.interval_seconds = 0;
+    policy.fstrim_interval_seconds = 0;
     return policy;
   }
   // Seconds: 1-7 digits (at most ~115 days), no sign, no suffix.
@@ -84,7 +83,8 @@ TrimPolicy trim_policy_from_cmdline(std::string_view cmdline, std::string* inval
     if (invalid) *invalid = *value;
     return policy;
   }
-  policy.interval_seconds = seconds;
+  policy.mount_discard = false;
+  policy.fstrim_interval_seconds = seconds;
   return policy;
 }
 

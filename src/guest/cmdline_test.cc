@@ -59,23 +59,25 @@ TEST(Text, StripWhitespaceTrimsBothEnds) {
   EXPECT_EQ(strip_whitespace("a b"), "a b");
 }
 
-TEST(TrimPolicy, DefaultIsPeriodicEveryFiveMinutes) {
+TEST(TrimPolicy, DefaultIsOnlineDiscardPlusFstrimEveryFiveMinutes) {
   TrimPolicy p = trim_policy_from_cmdline("console=ttyS0");
-  EXPECT_EQ(p.mode, TrimPolicy::Mode::kPeriodic);
-  EXPECT_EQ(p.interval_seconds, kDefaultTrimSeconds);
+  EXPECT_TRUE(p.mount_discard);
+  EXPECT_EQ(p.fstrim_interval_seconds, kDefaultTrimSeconds);
 }
 
-TEST(TrimPolicy, MountSelectsOnlineDiscard) {
+TEST(TrimPolicy, MountSelectsOnlineDiscardOnly) {
   TrimPolicy p = trim_policy_from_cmdline("pinata.trim=mount quiet");
-  EXPECT_EQ(p.mode, TrimPolicy::Mode::kMountDiscard);
-  EXPECT_EQ(p.interval_seconds, 0);
+  EXPECT_TRUE(p.mount_discard);
+  EXPECT_EQ(p.fstrim_interval_seconds, 0);
 }
 
-TEST(TrimPolicy, SecondsSetTheIntervalAndZeroTurnsItOff) {
-  EXPECT_EQ(trim_policy_from_cmdline("pinata.trim=5").interval_seconds, 5);
+TEST(TrimPolicy, SecondsSelectFstrimOnlyAndZeroTurnsTrimmingOff) {
+  TrimPolicy five = trim_policy_from_cmdline("pinata.trim=5");
+  EXPECT_FALSE(five.mount_discard);
+  EXPECT_EQ(five.fstrim_interval_seconds, 5);
   TrimPolicy off = trim_policy_from_cmdline("pinata.trim=0");
-  EXPECT_EQ(off.mode, TrimPolicy::Mode::kPeriodic);
-  EXPECT_EQ(off.interval_seconds, 0);
+  EXPECT_FALSE(off.mount_discard);
+  EXPECT_EQ(off.fstrim_interval_seconds, 0);
 }
 
 TEST(TrimPolicy, MalformedValueGivesTheDefaultAndIsReported) {

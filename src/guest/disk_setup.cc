@@ -117,7 +117,7 @@ bool setup_data_disk(const std::string& name, const TrimPolicy& trim) {
     }
     step("formatted data disk %s", dev.c_str());
   }
-  const bool discard = trim.mode == TrimPolicy::Mode::kMountDiscard;
+  const bool discard = trim.mount_discard;
   auto st = mount_fs(dev, kDockerDataDir, "ext4", MS_NOATIME, discard ? "discard" : "");
   if (!st) {
     mount_tmpfs_fallback("mounting data disk: " + st.error().message());

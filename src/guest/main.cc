@@ -199,11 +199,10 @@ std::vector<std::string> dockerd_argv() {
   std::string bad_trim;
   TrimPolicy trim = trim_policy_from_cmdline(cmdline, &bad_trim);
   if (!bad_trim.empty())
-    log::warn("%s=%s: expected 'mount' or seconds; using fstrim every %d s", std::string(kTrimParam).c_str(),
+    log::warn("%s=%s: expected 'mount' or seconds; using -o discard and fstrim every %d s", std::string(kTrimParam).c_str(),
               bad_trim.c_str(), kDefaultTrimSeconds);
-  if (setup_data_disk(disks.data.value_or(""), trim) && trim.mode == TrimPolicy::Mode::kPeriodic &&
-      trim.interval_seconds > 0)
-    start_periodic_trim(std::chrono::seconds(trim.interval_seconds));
+  if (setup_data_disk(disks.data.value_or(""), trim) && trim.fstrim_interval_seconds > 0)
+    start_periodic_trim(std::chrono::seconds(trim.fstrim_interval_seconds));
 
   DbBootConfig db = db_future.get();
   if (db.hostname && *db.hostname != hostname) {
