@@ -12,6 +12,12 @@ std::string QemuBuilder::kernel_cmdline() const {
   // clocksource and then cannot stop the tick when idle: 250 timer interrupts a second per
   // vCPU, each emulated. With the TSC trusted the idle guest sleeps (kvm-clock wins on KVM).
   cmd += " tsc=reliable";
+  // No kernel-memory accounting in memory cgroups: enabling it (when runc makes the first
+  // container's cgroup) flips a static key, i.e. patches kernel text while the other vCPU may
+  // be running it, and QEMU's multi-threaded TCG once left both vCPUs spinning forever on the
+  // patched instruction (soft lockup in kmem_cache_alloc under cgroup_mkdir, seen in CI).
+  // Docker does not need kmem accounting (its kernel-memory limit is deprecated).
+  cmd += " cgroup.memory=nokmem";
   for (const auto& extra : config_.extra_cmdline) cmd += " " + extra;
   return cmd;
 }

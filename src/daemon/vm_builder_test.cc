@@ -85,6 +85,8 @@ TEST(QemuBuilder, KernelCmdlineCarriesConsoleHostnameAndTsc) {
   EXPECT_NE(cmd.find("pinata.hostname=pinata"), std::string::npos);
   EXPECT_NE(cmd.find("tsc_early_khz=2096015"), std::string::npos);
   EXPECT_NE(cmd.find("tsc=reliable"), std::string::npos);
+  // No static-key flip for kmem accounting when the first container starts (see vm_builder.cc).
+  EXPECT_NE(cmd.find("cgroup.memory=nokmem"), std::string::npos);
 }
 
 TEST(QemuBuilder, ShellJoinQuotesWhatNeedsIt) {
